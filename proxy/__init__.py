@@ -1,0 +1,3 @@
+"""wsreplay: record and replay WebSocket and HTTP sessions through mitmproxy."""
+
+__version__ = "0.1.0"
