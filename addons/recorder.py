@@ -1,0 +1,164 @@
+"""mitmproxy addon that records HTTP exchanges and WebSocket conversations into a cassette.
+
+    mitmdump -s addons/recorder.py --mode reverse:https://staging.example \\
+        --set wsreplay_output=session.cassette
+
+Each record is written the moment mitmproxy reports it; WebSocket messages are
+dropped from the flow once written, so memory stays flat over long sessions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from mitmproxy import ctx, exceptions, http
+
+import proxy
+from proxy.cassette import CassetteError, CassetteWriter
+from proxy.flows import request_record, response_record
+from proxy.recording import Recording, RecordTransform
+from proxy.records import (
+    CassetteHeader,
+    ConnectionFailure,
+    HttpExchange,
+    WebSocketClose,
+    WebSocketFrame,
+    WebSocketOpen,
+)
+
+log = logging.getLogger("wsreplay.record")
+
+PROGRESS_EVERY_SECONDS = 1.0
+
+
+class Recorder:
+    """Writes every exchange, upgrade, frame, close and failure to ``wsreplay_output``."""
+
+    def __init__(self, transform: RecordTransform | None = None) -> None:
+        self.transform = transform
+        self.recording: Recording | None = None
+        self._progress_at: dict[str, float] = {}
+
+    def load(self, loader) -> None:
+        loader.add_option("wsreplay_output", str, "", "Cassette file to record into.")
+        loader.add_option(
+            "wsreplay_overwrite", bool, False, "Replace the cassette file if it already exists."
+        )
+        loader.add_option(
+            "wsreplay_metadata", str, "{}", "JSON object stored in the cassette header (test name, environment...)."
+        )
+
+    def configure(self, updated: set[str]) -> None:
+        if "wsreplay_output" not in updated or not ctx.options.wsreplay_output:
+            return
+        try:
+            metadata = json.loads(ctx.options.wsreplay_metadata)
+        except ValueError:
+            raise exceptions.OptionsError("wsreplay_metadata must be a JSON object") from None
+        if not isinstance(metadata, dict):
+            raise exceptions.OptionsError("wsreplay_metadata must be a JSON object")
+        self.finish()
+        header = CassetteHeader(
+            created=time.time(),
+            wsreplay_version=proxy.__version__,
+            mode="record",
+            upstream=" ".join(ctx.options.mode),
+            metadata=metadata,
+        )
+        try:
+            writer = CassetteWriter(ctx.options.wsreplay_output, header, overwrite=ctx.options.wsreplay_overwrite)
+        except CassetteError as exc:
+            raise exceptions.OptionsError(str(exc)) from None
+        self.recording = Recording(writer, self.transform)
+        log.info("recording into %s", writer.path)
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        recording = self.recording
+        if recording is None or flow.response is None:
+            return
+        record_id = recording.id_for(flow.id)
+        request = request_record(flow)
+        response = response_record(flow.response)
+        if request.is_websocket_upgrade:
+            opened_at = recording.offset(flow.response.timestamp_start or time.time())
+            recording.add(WebSocketOpen(record_id, opened_at, request, response))
+            verb = "opened" if response.status == 101 else f"refused {response.status}"
+            log.info("ws #%d %s %s", record_id, request.target, verb)
+            if response.status != 101:
+                recording.forget(flow.id)
+            return
+        started = flow.request.timestamp_start
+        duration = (flow.response.timestamp_end or time.time()) - started
+        recording.add(HttpExchange(record_id, recording.offset(started), request, response, duration))
+        recording.forget(flow.id)
+        log.info("%s %s -> %d %s", request.method, request.target, response.status, _preview(response.body))
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        recording = self.recording
+        if recording is None or flow.error is None:
+            return
+        record_id = recording.id_for(flow.id)
+        if flow.websocket is None:
+            request = request_record(flow)
+            started = recording.offset(flow.request.timestamp_start)
+            response = response_record(flow.response) if flow.response else None
+            recording.add(HttpExchange(record_id, started, request, response, 0.0))
+        recording.add(ConnectionFailure(record_id, recording.offset(time.time()), flow.error.msg))
+        recording.forget(flow.id)
+        log.info("#%d %s failed: %s", record_id, flow.request.path, flow.error.msg)
+
+    def websocket_message(self, flow: http.HTTPFlow) -> None:
+        recording = self.recording
+        if recording is None or flow.websocket is None:
+            return
+        messages = flow.websocket.messages
+        message = messages[-1]
+        record_id = recording.id_for(flow.id)
+        recording.add(
+            WebSocketFrame(
+                record_id, recording.offset(message.timestamp), message.from_client, message.is_text, message.content
+            )
+        )
+        del messages[:-1]
+        self._report_progress(flow.id, record_id)
+
+    def websocket_end(self, flow: http.HTTPFlow) -> None:
+        recording = self.recording
+        if recording is None or flow.websocket is None:
+            return
+        websocket = flow.websocket
+        record_id = recording.id_for(flow.id)
+        closed_by = None if websocket.closed_by_client is None else ("client" if websocket.closed_by_client else "server")
+        ended = recording.offset(websocket.timestamp_end or time.time())
+        recording.add(WebSocketClose(record_id, ended, websocket.close_code, websocket.close_reason or "", closed_by))
+        websocket.messages.clear()
+        recording.forget(flow.id)
+        self._progress_at.pop(flow.id, None)
+        log.info("ws #%d closed %s %r by %s", record_id, websocket.close_code, websocket.close_reason or "", closed_by)
+
+    def _report_progress(self, flow_id: str, record_id: int) -> None:
+        now = time.monotonic()
+        if now - self._progress_at.get(flow_id, 0.0) >= PROGRESS_EVERY_SECONDS:
+            self._progress_at[flow_id] = now
+            log.info("ws #%d: %d frames recorded in all", record_id, self.recording.stats.frames)
+
+    def finish(self) -> None:
+        """Close the cassette (idempotent) and log the summary."""
+        if self.recording is None:
+            return
+        recording, self.recording = self.recording, None
+        recording.close()
+        log.info("recorded %s: %s", recording.writer.path, recording.stats.summary(recording.writer.bytes_written))
+
+    def done(self) -> None:
+        self.finish()
+
+
+def _preview(body: bytes, limit: int = 80) -> str:
+    text = body[:limit].decode("utf-8", errors="replace").replace("\n", " ")
+    return text + ("..." if len(body) > limit else "")
+
+
+addons = [Recorder()]

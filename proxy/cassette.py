@@ -1,0 +1,439 @@
+"""Cassette format v1: a msgpack stream, written record by record, read in constant memory.
+
+The format is specified in ``cassettes/FORMAT.md``. In short: the first object is a
+header map; every following object is an array ``[kind, id, time_us, ...]``. Records
+are appended and flushed as they happen, so a recorder killed mid-session leaves a
+cassette that reads back up to its last complete record.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, BinaryIO
+
+import msgpack
+
+from proxy.records import (
+    Annotation,
+    CassetteHeader,
+    ConnectionFailure,
+    HttpExchange,
+    HttpRequest,
+    HttpResponse,
+    Record,
+    WebSocketClose,
+    WebSocketFrame,
+    WebSocketOpen,
+)
+
+FORMAT_NAME = "wsreplay-cassette"
+FORMAT_VERSION = 1
+
+KIND_HTTP = 1
+KIND_WS_OPEN = 2
+KIND_FRAME = 3
+KIND_CLOSE = 4
+KIND_FAILURE = 5
+KIND_ANNOTATION = 6
+
+FLAG_FROM_CLIENT = 0x01
+FLAG_TEXT = 0x02
+
+MAX_RECORD_BYTES = 64 * 1024 * 1024
+READ_CHUNK = 256 * 1024
+SIDES = ("client", "server")
+
+
+class CassetteError(Exception):
+    """A cassette that cannot be read; the message is one sentence for the user."""
+
+
+class NotACassetteError(CassetteError):
+    pass
+
+
+class UnsupportedVersionError(CassetteError):
+    pass
+
+
+class CorruptRecordError(CassetteError):
+    pass
+
+
+# --- encoding -------------------------------------------------------------------
+
+
+def _micros(seconds: float) -> int:
+    return max(0, round(seconds * 1_000_000))
+
+
+def _encode_request(request: HttpRequest) -> dict[str, Any]:
+    return {
+        "method": request.method,
+        "scheme": request.scheme,
+        "host": request.host,
+        "port": request.port,
+        "path": request.path,
+        "query": request.query,
+        "http_version": request.http_version,
+        "headers": [list(pair) for pair in request.headers],
+        "body": request.body,
+    }
+
+
+def _encode_response(response: HttpResponse) -> dict[str, Any]:
+    return {
+        "status": response.status,
+        "reason": response.reason,
+        "http_version": response.http_version,
+        "headers": [list(pair) for pair in response.headers],
+        "body": response.body,
+    }
+
+
+def encode_header(header: CassetteHeader) -> dict[str, Any]:
+    return {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "created": header.created,
+        "wsreplay": header.wsreplay_version,
+        "mode": header.mode,
+        "upstream": header.upstream,
+        "metadata": header.metadata,
+    }
+
+
+def encode_record(record: Record) -> list[Any]:
+    """The msgpack-ready array for one record."""
+    head = [record.id, _micros(record.time)]
+    match record:
+        case WebSocketFrame():
+            flags = (FLAG_FROM_CLIENT if record.from_client else 0) | (FLAG_TEXT if record.is_text else 0)
+            return [KIND_FRAME, *head, flags, record.payload]
+        case HttpExchange():
+            response = _encode_response(record.response) if record.response else None
+            return [KIND_HTTP, *head, _encode_request(record.request), response, _micros(record.duration)]
+        case WebSocketOpen():
+            return [KIND_WS_OPEN, *head, _encode_request(record.request), _encode_response(record.response)]
+        case WebSocketClose():
+            return [KIND_CLOSE, *head, record.code, record.reason, record.closed_by]
+        case ConnectionFailure():
+            return [KIND_FAILURE, *head, record.message]
+        case Annotation():
+            return [KIND_ANNOTATION, *head, record.data]
+    raise TypeError(f"not a cassette record: {record!r}")
+
+
+# --- decoding -------------------------------------------------------------------
+
+
+class _Invalid(Exception):
+    """A record whose shape is wrong; turned into CorruptRecordError with its position."""
+
+
+def _expect(value: Any, kind: type | tuple[type, ...], what: str) -> Any:
+    if isinstance(value, bool) and kind is int or not isinstance(value, kind):
+        raise _Invalid(f"{what} has the wrong type ({type(value).__name__})")
+    return value
+
+
+def _decode_headers(value: Any, what: str) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for pair in _expect(value, list, what):
+        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(p, str) for p in pair)):
+            raise _Invalid(f"{what} must be a list of [name, value] strings")
+        pairs.append((pair[0], pair[1]))
+    return tuple(pairs)
+
+
+def _field(data: dict[str, Any], key: str, kind: type | tuple[type, ...], what: str) -> Any:
+    if key not in data:
+        raise _Invalid(f"{what} lacks '{key}'")
+    return _expect(data[key], kind, f"{what}.{key}")
+
+
+def _decode_request(value: Any) -> HttpRequest:
+    data = _expect(value, dict, "request")
+    return HttpRequest(
+        method=_field(data, "method", str, "request"),
+        scheme=_field(data, "scheme", str, "request"),
+        host=_field(data, "host", str, "request"),
+        port=_field(data, "port", int, "request"),
+        path=_field(data, "path", str, "request"),
+        query=_field(data, "query", str, "request"),
+        http_version=_field(data, "http_version", str, "request"),
+        headers=_decode_headers(data.get("headers"), "request.headers"),
+        body=_field(data, "body", bytes, "request"),
+    )
+
+
+def _decode_response(value: Any) -> HttpResponse:
+    data = _expect(value, dict, "response")
+    return HttpResponse(
+        status=_field(data, "status", int, "response"),
+        reason=_field(data, "reason", str, "response"),
+        http_version=_field(data, "http_version", str, "response"),
+        headers=_decode_headers(data.get("headers"), "response.headers"),
+        body=_field(data, "body", bytes, "response"),
+    )
+
+
+_ARITY = {KIND_HTTP: 6, KIND_WS_OPEN: 5, KIND_FRAME: 5, KIND_CLOSE: 6, KIND_FAILURE: 4, KIND_ANNOTATION: 4}
+
+
+def decode_record(value: Any) -> Record:
+    """Turn one decoded msgpack array back into a record, checking its shape."""
+    items = _expect(value, list, "record")
+    if len(items) < 3:
+        raise _Invalid("record is too short")
+    kind = _expect(items[0], int, "record kind")
+    if kind not in _ARITY:
+        raise _Invalid(f"unknown record kind {kind}")
+    if len(items) != _ARITY[kind]:
+        raise _Invalid(f"record of kind {kind} has {len(items)} fields, expected {_ARITY[kind]}")
+    record_id = _expect(items[1], int, "record id")
+    time = _expect(items[2], int, "record time") / 1_000_000
+    match kind:
+        case 3:
+            flags = _expect(items[3], int, "frame flags")
+            payload = _expect(items[4], bytes, "frame payload")
+            return WebSocketFrame(record_id, time, bool(flags & FLAG_FROM_CLIENT), bool(flags & FLAG_TEXT), payload)
+        case 1:
+            response = None if items[4] is None else _decode_response(items[4])
+            duration = _expect(items[5], int, "duration") / 1_000_000
+            return HttpExchange(record_id, time, _decode_request(items[3]), response, duration)
+        case 2:
+            return WebSocketOpen(record_id, time, _decode_request(items[3]), _decode_response(items[4]))
+        case 4:
+            code = None if items[3] is None else _expect(items[3], int, "close code")
+            closed_by = items[5]
+            if closed_by is not None and closed_by not in SIDES:
+                raise _Invalid("close side must be 'client', 'server' or nil")
+            return WebSocketClose(record_id, time, code, _expect(items[4], str, "close reason"), closed_by)
+        case 5:
+            return ConnectionFailure(record_id, time, _expect(items[3], str, "failure message"))
+        case _:
+            return Annotation(record_id, time, _expect(items[3], dict, "annotation"))
+
+
+def decode_header(value: Any) -> CassetteHeader:
+    if not isinstance(value, dict) or value.get("format") != FORMAT_NAME:
+        raise NotACassetteError("this file is not a wsreplay cassette (its first object is not a cassette header)")
+    version = value.get("version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise CorruptRecordError("the cassette header has no valid format version")
+    if version > FORMAT_VERSION:
+        raise UnsupportedVersionError(
+            f"this cassette uses format version {version}, but this wsreplay reads up to version "
+            f"{FORMAT_VERSION}: upgrade wsreplay to read it"
+        )
+    if version < 1:
+        raise CorruptRecordError(f"the cassette header names an impossible format version {version}")
+    try:
+        return CassetteHeader(
+            created=float(_expect(value.get("created"), (int, float), "header.created")),
+            wsreplay_version=_expect(value.get("wsreplay"), str, "header.wsreplay"),
+            mode=_expect(value.get("mode"), str, "header.mode"),
+            upstream=value.get("upstream") if isinstance(value.get("upstream"), str) else None,
+            metadata=_expect(value.get("metadata", {}), dict, "header.metadata"),
+        )
+    except _Invalid as exc:
+        raise CorruptRecordError(f"the cassette header is invalid: {exc}") from None
+
+
+# --- reading --------------------------------------------------------------------
+
+
+def _new_unpacker() -> msgpack.Unpacker:
+    return msgpack.Unpacker(
+        raw=False,
+        strict_map_key=True,
+        use_list=True,
+        max_buffer_size=MAX_RECORD_BYTES,
+        ext_hook=_reject_ext,
+    )
+
+
+def _reject_ext(code: int, data: bytes) -> Any:
+    raise _Invalid(f"msgpack extension type {code} is not allowed in a cassette")
+
+
+@dataclass
+class CassetteReader:
+    """Streams a cassette's records in constant memory.
+
+    Iterate over it for the records; afterwards ``truncated_at`` is the byte offset of
+    an incomplete last record (a recorder killed mid-write), or None.
+    """
+
+    source: BinaryIO
+    name: str = "cassette"
+    header: CassetteHeader = field(init=False)
+    truncated_at: int | None = field(default=None, init=False)
+    records_read: int = field(default=0, init=False)
+    _unpacker: msgpack.Unpacker = field(init=False, repr=False)
+    _fed: int = field(default=0, init=False, repr=False)
+    _eof: bool = field(default=False, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._unpacker = _new_unpacker()
+        first = self._next_object()
+        if first is None:
+            if self._fed == 0:
+                raise NotACassetteError(f"{self.name} is empty, not a wsreplay cassette")
+            raise NotACassetteError(f"{self.name} is not a wsreplay cassette (or its header is cut short)")
+        try:
+            self.header = decode_header(first)
+        except CassetteError as exc:
+            raise type(exc)(f"{self.name}: {exc}") from None
+
+    def _fill(self) -> bool:
+        chunk = self.source.read(READ_CHUNK)
+        if not chunk:
+            self._eof = True
+            return False
+        self._fed += len(chunk)
+        try:
+            self._unpacker.feed(chunk)
+        except msgpack.BufferFull:
+            raise CorruptRecordError(
+                f"{self.name}: the record at byte {self._unpacker.tell()} is larger than "
+                f"{MAX_RECORD_BYTES} bytes; the file is corrupt"
+            ) from None
+        return True
+
+    def _next_object(self) -> Any:
+        while True:
+            offset = self._unpacker.tell()
+            try:
+                return self._unpacker.unpack()
+            except msgpack.OutOfData:
+                if self._eof or not self._fill():
+                    if self._unpacker.tell() < self._fed:
+                        self.truncated_at = offset
+                    return None
+            except _Invalid as exc:
+                raise CorruptRecordError(f"{self.name}: corrupt record at byte {offset}: {exc}") from None
+            except (ValueError, msgpack.UnpackException, RecursionError) as exc:
+                raise CorruptRecordError(
+                    f"{self.name}: corrupt data at byte {offset} ({_describe(exc)}); "
+                    "the records before it are intact"
+                ) from None
+
+    def __iter__(self) -> Iterator[Record]:
+        while True:
+            offset = self._unpacker.tell()
+            value = self._next_object()
+            if value is None:
+                return
+            try:
+                record = decode_record(value)
+            except _Invalid as exc:
+                raise CorruptRecordError(f"{self.name}: corrupt record at byte {offset}: {exc}") from None
+            self.records_read += 1
+            yield record
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) < 120 else text[:117] + "..."
+
+
+def open_cassette(path: str | os.PathLike[str]) -> tuple[CassetteReader, IO[bytes]]:
+    """Open a cassette file for streaming; the caller closes the returned file."""
+    try:
+        handle = open(path, "rb")
+    except FileNotFoundError:
+        raise CassetteError(f"no cassette at {path}: check the path") from None
+    except IsADirectoryError:
+        raise CassetteError(f"{path} is a directory, not a cassette file") from None
+    except PermissionError:
+        raise CassetteError(f"cannot read {path}: permission denied") from None
+    try:
+        return CassetteReader(handle, name=str(path)), handle
+    except BaseException:
+        handle.close()
+        raise
+
+
+@dataclass
+class Cassette:
+    """A whole cassette in memory: its header and records in recording order."""
+
+    header: CassetteHeader
+    records: list[Record]
+    truncated_at: int | None = None
+    path: str | None = None
+
+
+def load_cassette(path: str | os.PathLike[str]) -> Cassette:
+    reader, handle = open_cassette(path)
+    with handle:
+        records = list(reader)
+    return Cassette(reader.header, records, reader.truncated_at, str(path))
+
+
+# --- writing --------------------------------------------------------------------
+
+
+class CassetteWriter:
+    """Appends records to a cassette file, each one written whole and at once.
+
+    Every record goes to the operating system in a single write as soon as it is
+    given, so a crash or ``kill -9`` of the process loses at most the record being
+    written; nothing is held back until a connection ends.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], header: CassetteHeader, *, overwrite: bool = False) -> None:
+        self.path = Path(path)
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
+        try:
+            self._fd: int | None = os.open(self.path, flags, 0o644)
+        except FileExistsError:
+            raise CassetteError(
+                f"{self.path} already exists; choose another output file or allow overwriting it"
+            ) from None
+        except OSError as exc:
+            raise CassetteError(f"cannot create cassette {self.path}: {exc.strerror}") from None
+        self._packer = msgpack.Packer(use_bin_type=True)
+        self.header = header
+        self.bytes_written = 0
+        self._write(encode_header(header))
+
+    def _write(self, value: Any) -> None:
+        if self._fd is None:
+            raise CassetteError(f"cassette {self.path} is already closed")
+        data = self._packer.pack(value)
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        self.bytes_written += len(data)
+
+    def write(self, record: Record) -> None:
+        self._write(encode_record(record))
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    @property
+    def closed(self) -> bool:
+        return self._fd is None
+
+    def __enter__(self) -> CassetteWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def write_cassette(path: str | os.PathLike[str], cassette: Cassette, *, overwrite: bool = False) -> None:
+    """Write a whole in-memory cassette (used by tools that transform cassettes)."""
+    with CassetteWriter(path, cassette.header, overwrite=overwrite) as writer:
+        for record in cassette.records:
+            writer.write(record)

@@ -1,0 +1,244 @@
+"""The ``wsreplay`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shutil
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import NoReturn
+from urllib.parse import urlsplit
+
+import click
+
+import proxy
+from proxy.cassette import CassetteError, open_cassette
+from proxy.timeline import record_as_dict, timeline_line
+
+EXIT_BAD_INPUT = 2
+
+
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
+    """Print one clear sentence and exit, never a traceback."""
+    click.echo(f"wsreplay: error: {message}", err=True)
+    sys.exit(code)
+
+
+def parse_listen(_ctx: click.Context | None, _param: click.Parameter | None, value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise click.BadParameter(f"{value!r} is not HOST:PORT (for example 127.0.0.1:8080)")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def reverse_mode_spec(upstream: str) -> str:
+    """mitmproxy's reverse mode for an upstream URL; ws and wss map to http and https."""
+    parts = urlsplit(upstream)
+    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
+    if scheme not in ("http", "https") or not parts.hostname:
+        raise click.BadParameter(
+            f"{upstream!r} is not an http://, https://, ws:// or wss:// URL with a host", param_hint="--upstream"
+        )
+    netloc = parts.netloc.rpartition("@")[2]
+    return f"reverse:{scheme}://{netloc}"
+
+
+class _EchoHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(record.getMessage(), err=True)
+
+
+def show_live_log() -> None:
+    """Print wsreplay's live lines (one per exchange, connection, close) on stderr."""
+    logger = logging.getLogger("wsreplay")
+    if not any(isinstance(handler, _EchoHandler) for handler in logger.handlers):
+        logger.addHandler(_EchoHandler())
+    logger.setLevel(logging.INFO)
+
+
+async def run_until_stopped(
+    settings: "ProxySettings",
+    addons: Sequence[object],
+    on_ready: Callable[[str, int], None],
+    command: Callable[[str, int], Awaitable[int]] | None = None,
+) -> int:
+    """Run the proxy until Ctrl-C/SIGTERM (or until `command` ends); return the exit status."""
+    from proxy.mitm import ProxyHost
+
+    host = ProxyHost(settings, addons)
+    bound_host, bound_port = await host.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    status = 0
+    try:
+        on_ready(bound_host, bound_port)
+        if command is None:
+            await stop.wait()
+        else:
+            status = await command(bound_host, bound_port)
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        await host.stop()
+    return status
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(proxy.__version__, prog_name="wsreplay")
+def main() -> None:
+    """Record and replay WebSocket and HTTP sessions through mitmproxy."""
+
+
+@main.command()
+@click.option("--upstream", metavar="URL", help="Server to record (http, https, ws or wss URL). Needed in reverse mode.")
+@click.option("--listen", default="127.0.0.1:8080", show_default=True, callback=parse_listen, metavar="HOST:PORT")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Cassette to write.")
+@click.option(
+    "--mode",
+    type=click.Choice(["reverse", "regular"]),
+    default="reverse",
+    show_default=True,
+    help="reverse: clients connect to the proxy as if it were the upstream; regular: an explicit proxy "
+    "(https_proxy) that intercepts TLS, for clients with hard-coded URLs.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace the output cassette if it exists.")
+@click.option("--meta", multiple=True, metavar="KEY=VALUE", help="Stored in the cassette header (repeatable).")
+@click.option("--confdir", type=click.Path(file_okay=False, path_type=Path), help="mitmproxy's directory for its CA.")
+@click.option("--insecure", is_flag=True, help="Do not verify the upstream's TLS certificate.")
+@click.option("--upstream-ca", type=click.Path(exists=True, dir_okay=False), help="CA file the upstream's certificate chains to.")
+def record(
+    upstream: str | None,
+    listen: tuple[str, int],
+    output: Path,
+    mode: str,
+    overwrite: bool,
+    meta: tuple[str, ...],
+    confdir: Path | None,
+    insecure: bool,
+    upstream_ca: str | None,
+) -> None:
+    """Record everything between clients and the upstream into a cassette."""
+    from addons.recorder import Recorder
+    from proxy.mitm import ProxySettings, ProxyStartError
+
+    if mode == "reverse":
+        if not upstream:
+            raise click.UsageError("reverse mode needs --upstream URL (or use --mode regular)")
+        mode_spec = reverse_mode_spec(upstream)
+    else:
+        mode_spec = "regular"
+    metadata = dict(_parse_meta(item) for item in meta)
+    if output.exists() and not overwrite:
+        fail(f"{output} already exists; pass --overwrite to replace it or choose another --output")
+    settings = ProxySettings(
+        mode=mode_spec,
+        listen_host=listen[0],
+        listen_port=listen[1],
+        confdir=str(confdir) if confdir else None,
+        ssl_insecure=insecure,
+        upstream_ca=upstream_ca,
+        extra_options={
+            "wsreplay_output": str(output),
+            "wsreplay_overwrite": "true" if overwrite else "false",
+            "wsreplay_metadata": json.dumps(metadata),
+        },
+    )
+    recorder = Recorder()
+    show_live_log()
+
+    def ready(host: str, port: int) -> None:
+        target = upstream if mode == "reverse" else "any host (explicit proxy)"
+        click.echo(f"wsreplay: recording {target} on {host}:{port} into {output}; Ctrl-C to stop", err=True)
+        if mode == "regular":
+            print_proxy_environment(host, port, confdir)
+
+    try:
+        asyncio.run(run_until_stopped(settings, [recorder], ready))
+    except ProxyStartError as exc:
+        fail(str(exc))
+    finally:
+        recorder.finish()
+
+
+def _parse_meta(item: str) -> tuple[str, str]:
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--meta")
+    return key, value
+
+
+def print_proxy_environment(host: str, port: int, confdir: Path | None) -> None:
+    from proxy.mitm import ca_cert_path
+    from proxy.trust import proxy_environment, write_ca_bundle
+
+    ca = ca_cert_path(str(confdir) if confdir else None)
+    bundle = write_ca_bundle(ca)
+    click.echo(f"wsreplay: proxy CA: {ca}", err=True)
+    click.echo("wsreplay: give clients this environment:", err=True)
+    for name, value in proxy_environment(f"http://{host}:{port}", bundle).items():
+        if name.islower() or name == "SSL_CERT_FILE":
+            click.echo(f"  export {name}={value}", err=True)
+
+
+@main.command()
+@click.argument("cassette", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per event, for scripts.")
+def show(cassette: Path, as_json: bool) -> None:
+    """Print a cassette as a readable timeline."""
+    width = shutil.get_terminal_size((120, 24)).columns
+    try:
+        reader, handle = open_cassette(cassette)
+        with handle:
+            if not as_json:
+                header = reader.header
+                click.echo(
+                    f"cassette {cassette}: recorded by wsreplay {header.wsreplay_version}, "
+                    f"upstream {header.upstream or '-'}"
+                    + (f", {json.dumps(header.metadata)}" if header.metadata else "")
+                )
+            for record in reader:
+                if as_json:
+                    click.echo(json.dumps(record_as_dict(record), ensure_ascii=False))
+                else:
+                    click.echo(timeline_line(record, width))
+    except CassetteError as exc:
+        fail(str(exc))
+    if reader.truncated_at is not None:
+        click.echo(
+            f"wsreplay: warning: {cassette} ends with an incomplete record at byte {reader.truncated_at} "
+            f"(the recorder was stopped mid-write); the {reader.records_read} records before it are shown",
+            err=True,
+        )
+
+
+@main.command("sample-server")
+@click.option("--listen", default="127.0.0.1:8765", show_default=True, callback=parse_listen, metavar="HOST:PORT")
+@click.option("--bypass-key", default=None, help="The E2E bypass key the server accepts.")
+@click.option("--auth-bug", is_flag=True, help="Reproduce the report: error_message frame, then close 1008.")
+@click.option("--drop-event", "drop_events", multiple=True, help="Agent event type to leave out (repeatable).")
+@click.option("--event-interval", type=float, default=0.0, show_default=True, help="Seconds between agent events.")
+def sample_server(
+    listen: tuple[str, int], bypass_key: str | None, auth_bug: bool, drop_events: tuple[str, ...], event_interval: float
+) -> None:
+    """Run the bundled sample staging server (auth endpoint, health, /ws)."""
+    from proxy.sample_server import DEFAULT_BYPASS_KEY, SampleServerConfig, serve_forever
+
+    config = SampleServerConfig(
+        bypass_key=bypass_key or DEFAULT_BYPASS_KEY,
+        auth_bug=auth_bug,
+        drop_events=frozenset(drop_events),
+        event_interval=event_interval,
+    )
+    click.echo(f"wsreplay: sample staging server on http://{listen[0]}:{listen[1]} (ws at /ws); Ctrl-C to stop", err=True)
+    try:
+        asyncio.run(serve_forever(listen[0], listen[1], config))
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        fail(f"cannot listen on {listen[0]}:{listen[1]}: {exc.strerror}")

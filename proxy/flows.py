@@ -1,0 +1,59 @@
+"""Conversions between mitmproxy's flow objects and cassette records."""
+
+from __future__ import annotations
+
+import time
+
+from mitmproxy import http
+
+from proxy.records import Headers, HttpRequest, HttpResponse
+
+
+def _headers(fields: tuple[tuple[bytes, bytes], ...]) -> Headers:
+    return tuple((name.decode("latin-1"), value.decode("latin-1")) for name, value in fields)
+
+
+def client_scheme(flow: http.HTTPFlow) -> str:
+    """The scheme the client used: in reverse mode the request shows the upstream's."""
+    return "https" if flow.client_conn.tls_established else "http"
+
+
+def request_record(flow: http.HTTPFlow) -> HttpRequest:
+    request = flow.request
+    path, _, query = request.path.partition("?")
+    return HttpRequest(
+        method=request.method,
+        scheme=client_scheme(flow),
+        host=request.pretty_host,
+        port=request.port,
+        path=path,
+        query=query,
+        http_version=request.http_version,
+        headers=_headers(request.headers.fields),
+        body=request.raw_content or b"",
+    )
+
+
+def response_record(response: http.Response) -> HttpResponse:
+    return HttpResponse(
+        status=response.status_code,
+        reason=response.reason,
+        http_version=response.http_version,
+        headers=_headers(response.headers.fields),
+        body=response.raw_content or b"",
+    )
+
+
+def to_mitmproxy_response(response: HttpResponse) -> http.Response:
+    """A mitmproxy response carrying exactly the recorded status, headers and body."""
+    now = time.time()
+    return http.Response(
+        http_version=response.http_version.encode("ascii", "replace"),
+        status_code=response.status,
+        reason=response.reason.encode("latin-1", "replace"),
+        headers=tuple((name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers),
+        content=response.body,
+        trailers=None,
+        timestamp_start=now,
+        timestamp_end=now,
+    )

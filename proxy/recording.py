@@ -1,0 +1,93 @@
+"""A recording in progress: gives connections stable ids, times records, writes them.
+
+Drivers (the mitmproxy recorder addon, importers) turn what they observe into
+records and hand them to a :class:`Recording`; it knows nothing of sockets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from proxy.cassette import CassetteWriter
+from proxy.records import (
+    ConnectionFailure,
+    HttpExchange,
+    Record,
+    WebSocketClose,
+    WebSocketFrame,
+    WebSocketOpen,
+)
+
+RecordTransform = Callable[[Record], Record]
+
+
+@dataclass
+class RecordingStats:
+    exchanges: int = 0
+    connections: int = 0
+    refused_upgrades: int = 0
+    frames: int = 0
+    frame_bytes: int = 0
+    failures: int = 0
+
+    def summary(self, cassette_bytes: int) -> str:
+        return (
+            f"{self.exchanges} HTTP exchanges, {self.connections} WebSocket connections "
+            f"({self.refused_upgrades} refused), {self.frames} frames ({self.frame_bytes} payload bytes), "
+            f"{self.failures} connection errors; cassette {cassette_bytes} bytes"
+        )
+
+
+class Recording:
+    """Appends records to a cassette, numbering connections in order of appearance."""
+
+    def __init__(self, writer: CassetteWriter, transform: RecordTransform | None = None) -> None:
+        self.writer = writer
+        self.transform = transform
+        self.stats = RecordingStats()
+        self._ids: dict[str, int] = {}
+        self._last_id = 0
+
+    @property
+    def origin(self) -> float:
+        return self.writer.header.created
+
+    def id_for(self, key: str) -> int:
+        """The cassette id of a connection or exchange known to the driver as `key`."""
+        if key not in self._ids:
+            self._last_id += 1
+            self._ids[key] = self._last_id
+        return self._ids[key]
+
+    def forget(self, key: str) -> None:
+        self._ids.pop(key, None)
+
+    def offset(self, wall_time: float) -> float:
+        """Seconds since the cassette was created, for a wall-clock timestamp."""
+        return max(0.0, wall_time - self.origin)
+
+    def add(self, record: Record) -> None:
+        if self.transform is not None:
+            record = self.transform(record)
+        self.writer.write(record)
+        self._count(record)
+
+    def _count(self, record: Record) -> None:
+        stats = self.stats
+        match record:
+            case WebSocketFrame():
+                stats.frames += 1
+                stats.frame_bytes += len(record.payload)
+            case HttpExchange():
+                stats.exchanges += 1
+            case WebSocketOpen():
+                stats.connections += 1
+                stats.refused_upgrades += not record.accepted
+            case ConnectionFailure():
+                stats.failures += 1
+            case WebSocketClose():
+                pass
+
+    def close(self) -> None:
+        self.writer.close()

@@ -1,0 +1,155 @@
+"""Human- and script-readable views of a cassette's records (``wsreplay show``)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from proxy.records import (
+    Annotation,
+    ConnectionFailure,
+    HttpExchange,
+    HttpRequest,
+    HttpResponse,
+    Record,
+    WebSocketClose,
+    WebSocketFrame,
+    WebSocketOpen,
+)
+
+HEX_PREVIEW_BYTES = 16
+
+
+def compact_text(payload: bytes) -> str:
+    """A text payload on one line: JSON re-serialised compactly, anything else as is."""
+    text = payload.decode("utf-8", errors="replace")
+    try:
+        return json.dumps(json.loads(text), separators=(",", ":"), ensure_ascii=False)
+    except ValueError:
+        return " ".join(text.split())
+
+
+def binary_preview(payload: bytes) -> str:
+    more = "..." if len(payload) > HEX_PREVIEW_BYTES else ""
+    return f"[binary {len(payload)} bytes] {payload[:HEX_PREVIEW_BYTES].hex(' ')}{more}"
+
+
+def body_preview(body: bytes) -> str:
+    if not body:
+        return ""
+    if _is_text(body):
+        return compact_text(body)
+    return binary_preview(body)
+
+
+def _is_text(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def describe(record: Record) -> str:
+    """One line for one record, without the time column."""
+    match record:
+        case HttpExchange(request=request, response=None):
+            return f"HTTP   #{record.id} {request.method} {request.target} -> (no response)"
+        case HttpExchange(request=request, response=response):
+            return f"HTTP   #{record.id} {request.method} {request.target} -> {response.status} {body_preview(response.body)}"
+        case WebSocketOpen(request=request, response=response):
+            offered = ", ".join(_short(p) for p in request.offered_subprotocols)
+            offer = f" offering [{offered}]" if offered else ""
+            if record.accepted:
+                chosen = f" subprotocol {_short(record.subprotocol)}" if record.subprotocol else ""
+                return f"WS     #{record.id} open {request.target}{offer} -> 101{chosen}"
+            return (
+                f"WS     #{record.id} REFUSED {request.target}{offer} -> {response.status} "
+                f"{body_preview(response.body)}"
+            )
+        case WebSocketFrame():
+            arrow = "client >>" if record.from_client else "server <<"
+            content = compact_text(record.payload) if record.is_text else binary_preview(record.payload)
+            return f"WS     #{record.id} {arrow} {content}"
+        case WebSocketClose():
+            code = "no code" if record.code is None else str(record.code)
+            return f"WS     #{record.id} close {code} {record.reason!r} by {record.closed_by or 'unknown'}"
+        case ConnectionFailure():
+            return f"ERROR  #{record.id} {record.message}"
+        case Annotation():
+            return f"NOTE   {compact_text(json.dumps(record.data).encode())}"
+    raise TypeError(f"not a record: {record!r}")
+
+
+def _short(value: str | None, limit: int = 40) -> str:
+    value = value or ""
+    return value if len(value) <= limit else value[: limit - 3] + "..."
+
+
+def timeline_line(record: Record, width: int | None = None) -> str:
+    line = f"{record.time:>9.3f}s  {describe(record)}"
+    if width and len(line) > width:
+        line = line[: max(width - 3, 10)] + "..."
+    return line
+
+
+def _body_json(body: bytes) -> dict[str, Any]:
+    if _is_text(body):
+        return {"text": body.decode("utf-8")}
+    return {"base64": base64.b64encode(body).decode("ascii")}
+
+
+def request_as_dict(request: HttpRequest) -> dict[str, Any]:
+    return {
+        "method": request.method,
+        "scheme": request.scheme,
+        "host": request.host,
+        "port": request.port,
+        "path": request.path,
+        "query": request.query,
+        "http_version": request.http_version,
+        "headers": [list(pair) for pair in request.headers],
+        "body": _body_json(request.body),
+    }
+
+
+def response_as_dict(response: HttpResponse) -> dict[str, Any]:
+    return {
+        "status": response.status,
+        "reason": response.reason,
+        "http_version": response.http_version,
+        "headers": [list(pair) for pair in response.headers],
+        "body": _body_json(response.body),
+    }
+
+
+def record_as_dict(record: Record) -> dict[str, Any]:
+    """A JSON-ready object for one record (``show --json``, ``export --format json``)."""
+    base: dict[str, Any] = {"time": round(record.time, 6), "id": record.id}
+    match record:
+        case HttpExchange():
+            response = response_as_dict(record.response) if record.response else None
+            return base | {
+                "kind": "http",
+                "request": request_as_dict(record.request),
+                "response": response,
+                "duration": round(record.duration, 6),
+            }
+        case WebSocketOpen():
+            return base | {
+                "kind": "websocket_open",
+                "accepted": record.accepted,
+                "request": request_as_dict(record.request),
+                "response": response_as_dict(record.response),
+            }
+        case WebSocketFrame():
+            payload = {"text": record.text} if record.is_text else {"base64": base64.b64encode(record.payload).decode()}
+            return base | {"kind": "frame", "from": record.side, "opcode": "text" if record.is_text else "binary"} | payload
+        case WebSocketClose():
+            return base | {"kind": "close", "code": record.code, "reason": record.reason, "closed_by": record.closed_by}
+        case ConnectionFailure():
+            return base | {"kind": "error", "message": record.message}
+        case Annotation():
+            return base | {"kind": "annotation", "data": record.data}
+    raise TypeError(f"not a record: {record!r}")

@@ -1,0 +1,46 @@
+"""Trust and environment for clients that reach the proxy as an explicit HTTP(S) proxy.
+
+Such clients (httpx, requests, ``websockets`` >= 15, aiohttp with ``trust_env``)
+read the proxy from ``https_proxy``/``wss_proxy`` and the roots they trust from
+``SSL_CERT_FILE``. The bundle written here holds the system roots plus the proxy's
+CA, so intercepted staging hosts and everything else verify alike.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import certifi
+
+BUNDLE_NAME = "wsreplay-ca-bundle.pem"
+
+
+def write_ca_bundle(ca_cert: Path, directory: Path | None = None) -> Path:
+    """Write (or refresh) system roots + the proxy CA to a stable path; return it."""
+    directory = directory or ca_cert.parent
+    bundle = directory / BUNDLE_NAME
+    roots = Path(certifi.where()).read_text(encoding="ascii", errors="replace")
+    content = roots.rstrip("\n") + "\n" + ca_cert.read_text(encoding="ascii")
+    if not bundle.exists() or bundle.read_text(encoding="ascii", errors="replace") != content:
+        temporary = bundle.with_suffix(".tmp")
+        temporary.write_text(content, encoding="ascii")
+        temporary.replace(bundle)
+    return bundle
+
+
+def proxy_environment(proxy_url: str, bundle: Path) -> dict[str, str]:
+    """Environment variables that make the common clients use and trust the proxy."""
+    environment = {
+        "https_proxy": proxy_url,
+        "http_proxy": proxy_url,
+        "wss_proxy": proxy_url,
+        "ws_proxy": proxy_url,
+        "SSL_CERT_FILE": str(bundle),
+        "REQUESTS_CA_BUNDLE": str(bundle),
+        "CURL_CA_BUNDLE": str(bundle),
+        "NODE_EXTRA_CA_CERTS": str(bundle),
+        "no_proxy": "localhost,127.0.0.1,::1",
+    }
+    for name in ("https_proxy", "http_proxy", "wss_proxy", "ws_proxy", "no_proxy"):
+        environment[name.upper()] = environment[name]
+    return environment
