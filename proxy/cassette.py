@@ -43,6 +43,7 @@ FLAG_FROM_CLIENT = 0x01
 FLAG_TEXT = 0x02
 
 MAX_RECORD_BYTES = 64 * 1024 * 1024
+MAX_CONTAINER_ENTRIES = 65536
 READ_CHUNK = 256 * 1024
 SIDES = ("client", "server")
 
@@ -135,7 +136,7 @@ class _Invalid(Exception):
 
 
 def _expect(value: Any, kind: type | tuple[type, ...], what: str) -> Any:
-    if isinstance(value, bool) and kind is int or not isinstance(value, kind):
+    if isinstance(value, bool) or not isinstance(value, kind):
         raise _Invalid(f"{what} has the wrong type ({type(value).__name__})")
     return value
 
@@ -145,8 +146,20 @@ def _decode_headers(value: Any, what: str) -> tuple[tuple[str, str], ...]:
     for pair in _expect(value, list, what):
         if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(p, str) for p in pair)):
             raise _Invalid(f"{what} must be a list of [name, value] strings")
+        if not (_is_latin1(pair[0]) and _is_latin1(pair[1])):
+            raise _Invalid(f"{what} must hold latin-1 strings only")
         pairs.append((pair[0], pair[1]))
     return tuple(pairs)
+
+
+def _is_latin1(text: str) -> bool:
+    return text.isascii() or max(text) <= "\xff"
+
+
+def _unsigned(value: Any, what: str) -> int:
+    if _expect(value, int, what) < 0:
+        raise _Invalid(f"{what} is negative")
+    return value
 
 
 def _field(data: dict[str, Any], key: str, kind: type | tuple[type, ...], what: str) -> Any:
@@ -194,16 +207,16 @@ def decode_record(value: Any) -> Record:
         raise _Invalid(f"unknown record kind {kind}")
     if len(items) != _ARITY[kind]:
         raise _Invalid(f"record of kind {kind} has {len(items)} fields, expected {_ARITY[kind]}")
-    record_id = _expect(items[1], int, "record id")
-    time = _expect(items[2], int, "record time") / 1_000_000
+    record_id = _unsigned(items[1], "record id")
+    time = _unsigned(items[2], "record time") / 1_000_000
     match kind:
         case 3:
-            flags = _expect(items[3], int, "frame flags")
+            flags = _unsigned(items[3], "frame flags")
             payload = _expect(items[4], bytes, "frame payload")
             return WebSocketFrame(record_id, time, bool(flags & FLAG_FROM_CLIENT), bool(flags & FLAG_TEXT), payload)
         case 1:
             response = None if items[4] is None else _decode_response(items[4])
-            duration = _expect(items[5], int, "duration") / 1_000_000
+            duration = _unsigned(items[5], "duration") / 1_000_000
             return HttpExchange(record_id, time, _decode_request(items[3]), response, duration)
         case 2:
             return WebSocketOpen(record_id, time, _decode_request(items[3]), _decode_response(items[4]))
@@ -233,11 +246,12 @@ def decode_header(value: Any) -> CassetteHeader:
     if version < 1:
         raise CorruptRecordError(f"the cassette header names an impossible format version {version}")
     try:
+        upstream = value.get("upstream")
         return CassetteHeader(
             created=float(_expect(value.get("created"), (int, float), "header.created")),
             wsreplay_version=_expect(value.get("wsreplay"), str, "header.wsreplay"),
             mode=_expect(value.get("mode"), str, "header.mode"),
-            upstream=value.get("upstream") if isinstance(value.get("upstream"), str) else None,
+            upstream=None if upstream is None else _expect(upstream, str, "header.upstream"),
             metadata=_expect(value.get("metadata", {}), dict, "header.metadata"),
         )
     except _Invalid as exc:
@@ -252,13 +266,30 @@ def _new_unpacker() -> msgpack.Unpacker:
         raw=False,
         strict_map_key=True,
         use_list=True,
-        max_buffer_size=MAX_RECORD_BYTES,
+        # A record may be up to MAX_RECORD_BYTES; the buffer also holds one read chunk.
+        max_buffer_size=MAX_RECORD_BYTES + READ_CHUNK,
+        max_str_len=MAX_RECORD_BYTES,
+        max_bin_len=MAX_RECORD_BYTES,
+        # Bounds what a forged length prefix can make msgpack preallocate.
+        max_array_len=MAX_CONTAINER_ENTRIES,
+        max_map_len=MAX_CONTAINER_ENTRIES,
+        # msgpack decodes ext type -1 (timestamp) without calling ext_hook: refuse every
+        # ext with data here; ext_hook still catches zero-length ones.
+        max_ext_len=0,
         ext_hook=_reject_ext,
+        object_hook=_check_keys,
     )
 
 
 def _reject_ext(code: int, data: bytes) -> Any:
     raise _Invalid(f"msgpack extension type {code} is not allowed in a cassette")
+
+
+def _check_keys(value: dict[Any, Any]) -> dict[Any, Any]:
+    for key in value:
+        if not isinstance(key, str):
+            raise _Invalid(f"map key {key!r} is not a string")
+    return value
 
 
 @dataclass
@@ -280,7 +311,12 @@ class CassetteReader:
 
     def __post_init__(self) -> None:
         self._unpacker = _new_unpacker()
-        first = self._next_object()
+        try:
+            first = self._next_object()
+        except CorruptRecordError:
+            raise NotACassetteError(
+                f"{self.name} is not a wsreplay cassette (it does not start with a readable cassette header)"
+            ) from None
         if first is None:
             if self._fed == 0:
                 raise NotACassetteError(f"{self.name} is empty, not a wsreplay cassette")
@@ -290,7 +326,7 @@ class CassetteReader:
         except CassetteError as exc:
             raise type(exc)(f"{self.name}: {exc}") from None
 
-    def _fill(self) -> bool:
+    def _fill(self, offset: int) -> bool:
         chunk = self.source.read(READ_CHUNK)
         if not chunk:
             self._eof = True
@@ -300,24 +336,26 @@ class CassetteReader:
             self._unpacker.feed(chunk)
         except msgpack.BufferFull:
             raise CorruptRecordError(
-                f"{self.name}: the record at byte {self._unpacker.tell()} is larger than "
+                f"{self.name}: the record at byte {offset} is larger than "
                 f"{MAX_RECORD_BYTES} bytes; the file is corrupt"
             ) from None
         return True
 
     def _next_object(self) -> Any:
+        # msgpack parses incrementally, so tell() moves inside a partial object: the
+        # object's start is taken once, before the first attempt.
+        offset = self._unpacker.tell()
         while True:
-            offset = self._unpacker.tell()
             try:
                 return self._unpacker.unpack()
             except msgpack.OutOfData:
-                if self._eof or not self._fill():
-                    if self._unpacker.tell() < self._fed:
+                if self._eof or not self._fill(offset):
+                    if offset < self._fed:
                         self.truncated_at = offset
                     return None
             except _Invalid as exc:
                 raise CorruptRecordError(f"{self.name}: corrupt record at byte {offset}: {exc}") from None
-            except (ValueError, msgpack.UnpackException, RecursionError) as exc:
+            except (ValueError, msgpack.UnpackException, RecursionError, MemoryError) as exc:
                 raise CorruptRecordError(
                     f"{self.name}: corrupt data at byte {offset} ({_describe(exc)}); "
                     "the records before it are intact"
@@ -339,6 +377,8 @@ class CassetteReader:
 
 def _describe(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
+    if "max_ext_len" in text:
+        return "a msgpack extension type, which cassettes do not allow"
     return text if len(text) < 120 else text[:117] + "..."
 
 
@@ -407,6 +447,10 @@ class CassetteWriter:
         if self._fd is None:
             raise CassetteError(f"cassette {self.path} is already closed")
         data = self._packer.pack(value)
+        if len(data) > MAX_RECORD_BYTES:
+            raise CassetteError(
+                f"a record of {len(data)} bytes exceeds the cassette limit of {MAX_RECORD_BYTES} bytes; not written"
+            )
         view = memoryview(data)
         while view:
             written = os.write(self._fd, view)

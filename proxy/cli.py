@@ -10,13 +10,16 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 from urllib.parse import urlsplit
 
 import click
 
 import proxy
 from proxy.cassette import CassetteError, open_cassette
+
+if TYPE_CHECKING:
+    from proxy.mitm import ProxyHost, ProxySettings
 from proxy.timeline import record_as_dict, timeline_line
 
 EXIT_BAD_INPUT = 2
@@ -61,9 +64,9 @@ def show_live_log() -> None:
 
 
 async def run_until_stopped(
-    settings: "ProxySettings",
+    settings: ProxySettings,
     addons: Sequence[object],
-    on_ready: Callable[[str, int], None],
+    on_ready: Callable[[ProxyHost, str, int], None],
     command: Callable[[str, int], Awaitable[int]] | None = None,
 ) -> int:
     """Run the proxy until Ctrl-C/SIGTERM (or until `command` ends); return the exit status."""
@@ -77,7 +80,7 @@ async def run_until_stopped(
         loop.add_signal_handler(signum, stop.set)
     status = 0
     try:
-        on_ready(bound_host, bound_port)
+        on_ready(host, bound_host, bound_port)
         if command is None:
             await stop.wait()
         else:
@@ -112,6 +115,12 @@ def main() -> None:
 @click.option("--confdir", type=click.Path(file_okay=False, path_type=Path), help="mitmproxy's directory for its CA.")
 @click.option("--insecure", is_flag=True, help="Do not verify the upstream's TLS certificate.")
 @click.option("--upstream-ca", type=click.Path(exists=True, dir_okay=False), help="CA file the upstream's certificate chains to.")
+@click.option(
+    "--resolve",
+    multiple=True,
+    metavar="HOST=ADDRESS[:PORT]",
+    help="Connect to ADDRESS instead of resolving HOST, like curl --resolve (repeatable).",
+)
 def record(
     upstream: str | None,
     listen: tuple[str, int],
@@ -122,9 +131,11 @@ def record(
     confdir: Path | None,
     insecure: bool,
     upstream_ca: str | None,
+    resolve: tuple[str, ...],
 ) -> None:
     """Record everything between clients and the upstream into a cassette."""
     from addons.recorder import Recorder
+    from addons.resolver import Resolver
     from proxy.mitm import ProxySettings, ProxyStartError
 
     if mode == "reverse":
@@ -147,19 +158,20 @@ def record(
             "wsreplay_output": str(output),
             "wsreplay_overwrite": "true" if overwrite else "false",
             "wsreplay_metadata": json.dumps(metadata),
+            "wsreplay_resolve": list(resolve),
         },
     )
     recorder = Recorder()
     show_live_log()
 
-    def ready(host: str, port: int) -> None:
+    def ready(proxy_host: ProxyHost, host: str, port: int) -> None:
         target = upstream if mode == "reverse" else "any host (explicit proxy)"
         click.echo(f"wsreplay: recording {target} on {host}:{port} into {output}; Ctrl-C to stop", err=True)
         if mode == "regular":
-            print_proxy_environment(host, port, confdir)
+            print_proxy_environment(host, port, proxy_host.ca_cert_path)
 
     try:
-        asyncio.run(run_until_stopped(settings, [recorder], ready))
+        asyncio.run(run_until_stopped(settings, [recorder, Resolver()], ready))
     except ProxyStartError as exc:
         fail(str(exc))
     finally:
@@ -173,11 +185,9 @@ def _parse_meta(item: str) -> tuple[str, str]:
     return key, value
 
 
-def print_proxy_environment(host: str, port: int, confdir: Path | None) -> None:
-    from proxy.mitm import ca_cert_path
+def print_proxy_environment(host: str, port: int, ca: Path) -> None:
     from proxy.trust import proxy_environment, write_ca_bundle
 
-    ca = ca_cert_path(str(confdir) if confdir else None)
     bundle = write_ca_bundle(ca)
     click.echo(f"wsreplay: proxy CA: {ca}", err=True)
     click.echo("wsreplay: give clients this environment:", err=True)

@@ -8,7 +8,8 @@ Logging: mitmproxy logs through the stdlib `logging` module under the `mitmproxy
 logger. If the caller has not given that logger a level, `ProxyHost` caps it at
 WARNING so its per-connection INFO chatter never reaches the caller's handlers;
 warnings and errors propagate as usual (to stderr via logging's last-resort handler
-when nothing is configured). This module logs under `proxy.mitm`.
+when nothing is configured). Errors logged while starting are not propagated: they
+become the ProxyStartError.
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ class ProxySettings:
     confdir: str | None = None
     ssl_insecure: bool = False
     upstream_ca: str | None = None
-    extra_options: dict[str, str] = field(default_factory=dict)
+    extra_options: dict[str, str | Sequence[str]] = field(default_factory=dict)
+    """Like `mitmdump --set NAME=VALUE`; a sequence sets a list option to several values."""
     scripts: list[str] = field(default_factory=list)
 
     def typed_options(self) -> dict[str, object]:
@@ -113,24 +115,45 @@ class _Readiness:
         self.running_event.set()
 
 
-class _ErrorCapture(logging.Handler):
-    """Collects ERROR records mitmproxy logs while starting (what mitmdump's errorcheck does)."""
+class _StartupLog(logging.Handler):
+    """Holds mitmproxy's log records while it starts.
+
+    ERROR records become the ProxyStartError (what mitmdump's errorcheck does) instead
+    of tracebacks on stderr; the others are passed on to the parent loggers on exit.
+    """
 
     def __init__(self) -> None:
-        super().__init__(logging.ERROR)
+        super().__init__()
         self.records: list[logging.LogRecord] = []
+        self._logger = logging.getLogger(MITMPROXY_LOGGER)
+        self._propagate = True
+
+    def __enter__(self) -> _StartupLog:
+        if self._logger.level == logging.NOTSET:
+            self._logger.setLevel(logging.WARNING)
+        self._logger.addHandler(self)
+        self._propagate, self._logger.propagate = self._logger.propagate, False
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._logger.removeHandler(self)
+        self._logger.propagate = self._propagate
+        if self._propagate and self._logger.parent is not None:
+            for record in self.records:
+                if record.levelno < logging.ERROR:
+                    self._logger.parent.handle(record)
 
     def emit(self, record: logging.LogRecord) -> None:
         self.records.append(record)
 
-    def first_message(self) -> str | None:
-        if not self.records:
-            return None
-        record = self.records[0]
-        message = record.getMessage()
-        if record.exc_info and record.exc_info[1] is not None:
-            message = f"{message}: {record.exc_info[1]}"
-        return message
+    def first_error(self) -> str | None:
+        for record in self.records:
+            if record.levelno >= logging.ERROR:
+                message = record.getMessage()
+                if record.exc_info and record.exc_info[1] is not None:
+                    message = f"{message}: {record.exc_info[1]}"
+                return message
+        return None
 
 
 class ProxyHost:
@@ -170,40 +193,35 @@ class ProxyHost:
     async def start(self) -> tuple[str, int]:
         """Start mitmproxy on the running loop; return the (host, port) actually bound."""
         self._claim_process()
-        capture = _ErrorCapture()
-        mitm_logger = logging.getLogger(MITMPROXY_LOGGER)
-        if mitm_logger.level == logging.NOTSET:
-            mitm_logger.setLevel(logging.WARNING)
-        mitm_logger.addHandler(capture)
-        try:
-            self._master = self._build_master()
-            self._configure()
-            readiness = self._master.addons.get(_Readiness.name)
-            self._run_task = asyncio.create_task(self._master.run(), name="mitmproxy master")
-            await _wait_ready(readiness.running_event, self._run_task)
-            if self._run_task.done():
-                self._run_task.result()
-                raise ProxyStartError("mitmproxy stopped while starting")
-            return self._bound_address(capture)
-        except BaseException as e:
-            await self.stop()
-            if isinstance(e, exceptions.OptionsError):
-                raise ProxyStartError(f"invalid option: {e}") from None
-            raise
-        finally:
-            mitm_logger.removeHandler(capture)
+        with _StartupLog() as startup_log:
+            try:
+                self._master = self._build_master()
+                self._configure()
+                readiness = self._master.addons.get(_Readiness.name)
+                self._run_task = asyncio.create_task(self._master.run(), name="mitmproxy master")
+                await _wait_ready(readiness.running_event, self._run_task)
+                if self._run_task.done():
+                    self._run_task.result()
+                    raise ProxyStartError("mitmproxy stopped while starting")
+                host, port = self._bound_address(startup_log)
+            except BaseException as e:
+                await self.stop()
+                if isinstance(e, exceptions.OptionsError):
+                    raise ProxyStartError(f"invalid option: {e}") from None
+                raise
+        logger.info("mitmproxy (%s) listening on %s:%d", self.settings.mode, host, port)
+        return host, port
 
     async def stop(self) -> None:
         """Close the listening sockets and live connections, then run the addons' `done`."""
-        if self._master is None:
-            return
         try:
             if self._run_task is not None:
                 await self._close_listeners()
                 await self._close_connections()
-                self._master.should_exit.set()
+                self.master.should_exit.set()
                 await self._run_task
-            else:
+                logger.info("mitmproxy (%s) stopped", self.settings.mode)
+            elif self._master is not None:
                 self._unload_scripts()
         finally:
             self._master = None
@@ -216,11 +234,10 @@ class ProxyHost:
             raise ProxyStartError("this proxy is already running in a thread")
         started: concurrent.futures.Future[tuple[str, int]] = concurrent.futures.Future()
         self._thread_stopped = concurrent.futures.Future()
+        self._thread_stop = asyncio.Event()
+        self._thread_loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
-            target=asyncio.run,
-            args=(self._serve_in_thread(started),),
-            name="wsreplay-mitmproxy",
-            daemon=True,
+            target=self._run_thread, args=(started,), name="wsreplay-mitmproxy", daemon=True
         )
         self._thread.start()
         try:
@@ -234,11 +251,11 @@ class ProxyHost:
         thread, self._thread = self._thread, None
         if thread is None:
             return
-        if self._thread_loop is not None and self._thread_stop is not None:
-            try:
-                self._thread_loop.call_soon_threadsafe(self._thread_stop.set)
-            except RuntimeError:
-                pass  # the loop already finished (start failed)
+        assert self._thread_loop is not None and self._thread_stop is not None
+        try:
+            self._thread_loop.call_soon_threadsafe(self._thread_stop.set)
+        except RuntimeError:
+            pass  # the loop has already finished: the start failed
         thread.join()
         self._thread_loop = self._thread_stop = None
         stopped, self._thread_stopped = self._thread_stopped, None
@@ -251,13 +268,21 @@ class ProxyHost:
         Addon state must only be touched from that thread; sync callers of
         `start_in_thread` use this to do so.
         """
-        if self._thread_loop is None:
+        if self._thread is None or self._thread_loop is None:
             raise RuntimeError("the proxy is not running in a thread")
+        if threading.current_thread() is self._thread:
+            return func()
 
         async def call() -> T:
             return func()
 
         return asyncio.run_coroutine_threadsafe(call(), self._thread_loop).result(timeout)
+
+    def _run_thread(self, started: concurrent.futures.Future[tuple[str, int]]) -> None:
+        loop = self._thread_loop
+        assert loop is not None
+        with asyncio.Runner(loop_factory=lambda: loop) as runner:
+            runner.run(self._serve_in_thread(started))
 
     def _claim_process(self) -> None:
         with ProxyHost._active_lock:
@@ -288,7 +313,11 @@ class ProxyHost:
         """Apply the settings like mitmdump does: options, `--set` values, then scripts."""
         opts = self.master.options
         opts.update(**self.settings.typed_options())
-        extra = [f"{name}={value}" for name, value in self.settings.extra_options.items()]
+        extra = [
+            f"{name}={value}"
+            for name, values in self.settings.extra_options.items()
+            for value in ([values] if isinstance(values, str) else values)
+        ]
         if extra:
             opts.set(*extra, defer=True)
         if self.settings.scripts:
@@ -325,12 +354,12 @@ class ProxyHost:
     def _proxyserver(self) -> Proxyserver:
         return self.master.addons.get("proxyserver")
 
-    def _bound_address(self, capture: _ErrorCapture) -> tuple[str, int]:
+    def _bound_address(self, startup_log: _StartupLog) -> tuple[str, int]:
         proxyserver = self._proxyserver()
         for server in proxyserver.servers:
             if server.last_exception is not None:
                 raise ProxyStartError(self._listen_error(server))
-        if message := capture.first_message():
+        if message := startup_log.first_error():
             raise ProxyStartError(message)
         addrs = proxyserver.listen_addrs()
         if not addrs:
@@ -361,7 +390,9 @@ class ProxyHost:
             if io is not None and io.handler is not None:
                 io.handler.cancel("proxy shutting down")
         if self._tracker.tasks:
-            await asyncio.wait(set(self._tracker.tasks), timeout=CLOSE_TIMEOUT)
+            _, pending = await asyncio.wait(set(self._tracker.tasks), timeout=CLOSE_TIMEOUT)
+            if pending:
+                logger.warning("cutting %d connection(s) that did not close in time", len(pending))
         for handler in handlers:
             for io in list(handler.transports.values()):
                 if io.writer is not None:
@@ -370,10 +401,8 @@ class ProxyHost:
     async def _serve_in_thread(
         self, started: concurrent.futures.Future[tuple[str, int]]
     ) -> None:
-        self._thread_loop = asyncio.get_running_loop()
-        self._thread_stop = asyncio.Event()
-        stopped = self._thread_stopped
-        assert stopped is not None
+        stop, stopped = self._thread_stop, self._thread_stopped
+        assert stop is not None and stopped is not None
         try:
             address = await self.start()
         except BaseException as e:
@@ -381,7 +410,7 @@ class ProxyHost:
             stopped.set_result(None)
             return
         started.set_result(address)
-        await self._thread_stop.wait()
+        await stop.wait()
         try:
             await self.stop()
         except BaseException as e:

@@ -30,6 +30,8 @@ __all__ = [
     "SampleServer",
     "SampleServerConfig",
     "WS_PATHS",
+    "agent_event_frames",
+    "build_app",
     "serve_forever",
     "start_sample_server",
 ]
@@ -181,7 +183,7 @@ def _mcp_servers_payload() -> dict[str, Any]:
 class _AuthAttempt:
     token: str | None
     subprotocol: str | None
-    """The offered token-bearing subprotocol, echoed back on accept."""
+    """The subprotocol echoed back on accept: the token-bearing one, else plain `jwt-auth`."""
 
 
 def _offered_subprotocols(request: web.Request) -> list[str]:
@@ -201,10 +203,12 @@ def _auth_attempt(request: web.Request) -> _AuthAttempt:
     authorization = request.headers.get("Authorization", "")
     scheme, _, credentials = authorization.partition(" ")
     bearer = credentials.strip() if scheme.lower() == "bearer" else ""
-    token_protocol = next((p for p in _offered_subprotocols(request) if p.startswith("jwt.")), None)
+    offered = _offered_subprotocols(request)
+    token_protocol = next((p for p in offered if p.startswith("jwt.")), None)
     from_protocol = _token_from_subprotocol(token_protocol) if token_protocol else None
     token = bearer or from_protocol or request.query.get("token") or None
-    return _AuthAttempt(token=token, subprotocol=token_protocol)
+    echoed = token_protocol or ("jwt-auth" if "jwt-auth" in offered else None)
+    return _AuthAttempt(token=token, subprotocol=echoed)
 
 
 def _has_test_headers(request: web.Request) -> bool:
@@ -348,7 +352,9 @@ def _system_event(kind: str, payload: dict[str, Any], turn: _Turn) -> dict[str, 
 _SHAPES = (_flat_event, _wrapped_event, _system_event)
 
 
-def agent_event_frames(turn_number: int, message: dict[str, Any], drop: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+def agent_event_frames(
+    turn_number: int, message: dict[str, Any], drop: frozenset[str] = frozenset()
+) -> list[dict[str, Any]]:
     """The agent event frames for chat turn `turn_number` (1-based) answering `message`."""
     turn = _turn_for(message, turn_number)
     shape = _SHAPES[(turn_number - 1) % len(_SHAPES)]
@@ -422,9 +428,9 @@ def _refusal() -> web.Response:
     )
 
 
-def _websocket_handler(config: SampleServerConfig, open_sockets: set[web.WebSocketResponse]) -> Callable[
-    [web.Request], Awaitable[web.StreamResponse]
-]:
+def _websocket_handler(
+    config: SampleServerConfig, open_sockets: set[web.WebSocketResponse]
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def websocket(request: web.Request) -> web.StreamResponse:
         attempt = _auth_attempt(request)
         if attempt.token is None and not _has_test_headers(request):
@@ -451,9 +457,8 @@ async def _serve_connection(ws: web.WebSocketResponse, attempt: _AuthAttempt, co
         await ws.close(code=POLICY_VIOLATION, message=AUTH_FAILED_REASON.encode())
         return
     await conn.send(_heartbeat_frame())
-    await conn.send(
-        _connection_established_frame(f"conn_{uuid.uuid4().hex[:16]}", str(claims.get("sub")), config.heartbeat_interval)
-    )
+    connection_id = f"conn_{uuid.uuid4().hex[:16]}"
+    await conn.send(_connection_established_frame(connection_id, str(claims.get("sub")), config.heartbeat_interval))
     conn.spawn(conn.heartbeats())
     try:
         async for msg in ws:

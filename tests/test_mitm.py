@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import ssl
 import urllib.request
@@ -244,7 +245,7 @@ def test_threaded_variant_from_sync_code(confdir: str) -> None:
         url = f"http://{listen_host}:{port}/sync"
         with urllib.request.urlopen(url, timeout=TIMEOUT) as response:
             assert response.read() == b"canned http://upstream.invalid/sync"
-        assert host.run_threadsafe(lambda: len(host.master.addons)) > 30
+        assert host.run_threadsafe(lambda: host.master.options.connection_strategy) == "lazy"
     finally:
         host.stop_thread()
     with pytest.raises(OSError):
@@ -350,3 +351,28 @@ def test_normalize_mode() -> None:
     assert normalize_mode("reverse:ws://h@8080") == "reverse:http://h@8080"
     assert normalize_mode("regular") == "regular"
     assert normalize_mode("reverse:http://h") == "reverse:http://h"
+
+
+class Crasher:
+    def request(self, flow: http.HTTPFlow) -> None:
+        raise RuntimeError("addon bug")
+
+
+async def test_start_errors_are_not_logged_but_runtime_errors_are(
+    confdir: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        settings = ProxySettings(mode="regular", listen_port=taken.getsockname()[1], confdir=confdir)
+        with pytest.raises(ProxyStartError):
+            await asyncio.wait_for(ProxyHost(settings, []).start(), TIMEOUT)
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+    settings = ProxySettings(mode="reverse:http://upstream.invalid", confdir=confdir, connection_strategy="lazy")
+    async with running_proxy(settings, [Crasher(), Responder()]) as (_, port):
+        async with aiohttp.ClientSession(timeout=CLIENT_TIMEOUT) as session:
+            async with session.get(f"http://127.0.0.1:{port}/") as response:
+                assert response.status == 200
+    assert any(r.name.startswith("mitmproxy") and "addon bug" in r.getMessage() for r in caplog.records)
+    assert not any(r.levelno < logging.WARNING and r.name.startswith("mitmproxy") for r in caplog.records)

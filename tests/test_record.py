@@ -25,6 +25,7 @@ from tests.support.clients import (
 )
 from tests.support.scenario import AUTH_FAILURE_FRAME, staging_upstream
 from tests.support.staging_upstream import WsScript
+from tests.support.tls import make_private_ca
 
 
 def show_json(cassette: Path) -> list[dict]:
@@ -163,3 +164,52 @@ def test_show_missing_file_and_record_existing_output(tmp_path: Path) -> None:
     refused = run_wsreplay("record", "--upstream", "http://127.0.0.1:9", "-o", str(existing))
     assert refused.returncode == 2 and "--overwrite" in refused.stderr
     assert existing.read_bytes() == b"precious"
+
+
+STAGING_HOST = "api.staging.wsreplay.test"
+
+
+async def test_record_in_regular_mode_through_https_proxy_with_tls_interception(
+    tmp_path: Path, mitm_confdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that only knows wss://api.staging... reaches it through https_proxy + SSL_CERT_FILE."""
+    ca = make_private_ca(tmp_path)
+    cassette = tmp_path / "regular.cassette"
+    async with staging_upstream(ssl_context=ca.server_ssl_context([STAGING_HOST])) as upstream:
+        recorder = RunningWsreplay(
+            "record", "--mode", "regular", "--listen", "127.0.0.1:0", "-o", str(cassette),
+            "--confdir", str(mitm_confdir), "--upstream-ca", str(ca.ca_cert_path),
+            "--resolve", f"{STAGING_HOST}=127.0.0.1:{upstream.port}",
+        )
+        try:
+            port = await asyncio.to_thread(recorder.wait_listening)
+            bundle = (await asyncio.to_thread(recorder.wait_for_line, r"export SSL_CERT_FILE=(\S+)"))[1]
+            proxy_url = (await asyncio.to_thread(recorder.wait_for_line, r"export wss_proxy=(\S+)"))[1]
+            assert proxy_url == f"http://127.0.0.1:{port}"
+            for name in ("https_proxy", "wss_proxy"):
+                monkeypatch.setenv(name, proxy_url)
+            monkeypatch.setenv("SSL_CERT_FILE", bundle)
+            monkeypatch.delenv("no_proxy", raising=False)
+            monkeypatch.delenv("NO_PROXY", raising=False)
+            transcript = await websockets_scenario(
+                f"https://{STAGING_HOST}", f"wss://{STAGING_HOST}", via_env_proxy=True
+            )
+        finally:
+            status = await asyncio.to_thread(recorder.stop)
+    assert status == 0, recorder.output
+    assert transcript[:3] == [
+        ("http", "POST /auth/e2e/test-auth", 401, b'{"detail": "Invalid E2E bypass key"}'),
+        ("http", "GET /health", 200, b'{"status": "healthy"}'),
+        ("refused", 403),
+    ]
+    assert transcript[-1] == ("closed", 1008, "Authentication failed")
+    events = show_json(cassette)
+    opens = [e for e in events if e["kind"] == "websocket_open"]
+    assert [(o["request"]["scheme"], o["request"]["host"], o["response"]["status"]) for o in opens] == [
+        ("https", STAGING_HOST, 403),
+        ("https", STAGING_HOST, 101),
+        ("https", STAGING_HOST, 101),
+    ]
+    bug_close = [e for e in events if e["kind"] == "close" and e["id"] == opens[2]["id"]]
+    assert [(c["code"], c["reason"], c["closed_by"]) for c in bug_close] == [(1008, "Authentication failed", "server")]
+    assert sum(e["kind"] == "frame" for e in events) == len([t for t in transcript if t[0] == "recv"]) + 2  # + the chat message and the binary probe

@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 import websocket as websocket_client
+from cryptography.hazmat.primitives import hashes
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Subprotocol
@@ -38,7 +39,14 @@ from tests.support.tls import PrivateCA, make_private_ca
 TIMEOUT = 5.0
 SECRET = SampleServerConfig().jwt_secret
 EMAIL = "chat-user@staging.example"
-TURN_EVENTS = ["agent_started", "agent_thinking", "agent_thinking", "tool_executing", "tool_completed", "agent_completed"]
+TURN_EVENTS = [
+    "agent_started",
+    "agent_thinking",
+    "agent_thinking",
+    "tool_executing",
+    "tool_completed",
+    "agent_completed",
+]
 
 StartServer = Callable[..., Awaitable[SampleServer]]
 
@@ -111,7 +119,8 @@ def event_type(frame: dict[str, Any]) -> str:
 
 
 def run_and_thread(frame: dict[str, Any]) -> tuple[str, str]:
-    body = frame.get("data") or frame.get("payload") if "run_id" not in frame else frame
+    """(run_id, thread_id): top level when flat, else inside `data` or `payload`."""
+    body = frame if "run_id" in frame else frame.get("data") or frame["payload"]
     return body["run_id"], body["thread_id"]
 
 
@@ -252,6 +261,16 @@ async def test_subprotocol_auth_echoes_token_bearing_value_to_aiohttp(
         ws = await http.ws_connect(server.ws_url, protocols=("jwt-auth", offered))
     async with ws:
         assert ws.protocol == offered
+        await open_session(ws)
+
+
+async def test_plain_jwt_auth_subprotocol_is_echoed_with_header_auth(
+    server: SampleServer, http: aiohttp.ClientSession, token: str
+) -> None:
+    async with asyncio.timeout(TIMEOUT):
+        ws = await http.ws_connect(server.ws_url, protocols=("jwt-auth",), headers=bearer(token))
+    async with ws:
+        assert ws.protocol == "jwt-auth"
         await open_session(ws)
 
 
@@ -472,8 +491,9 @@ async def test_tls_with_private_ca(start_server: StartServer, tmp_path: Path, to
         ws = await connect(server.ws_url, ssl=ca.client_ssl_context(), additional_headers=bearer(token))
     async with ws:
         await open_session(ws)
+    by_name = f"wss://localhost:{server.port}/ws"
     async with asyncio.timeout(TIMEOUT):
-        ws = await connect(f"wss://localhost:{server.port}/ws", ssl=ca.client_ssl_context(), additional_headers=bearer(token))
+        ws = await connect(by_name, ssl=ca.client_ssl_context(), additional_headers=bearer(token))
     async with ws:
         await open_session(ws)
 
@@ -490,7 +510,7 @@ def test_private_ca_can_be_mitmproxys_ca(tmp_path: Path) -> None:
 
     ca: PrivateCA = make_private_ca(tmp_path)
     store = CertStore.from_store(ca.write_mitmproxy_confdir(tmp_path / "mitmproxy"), "mitmproxy", 2048)
-    assert store.default_ca.fingerprint() == CertStore.from_store(tmp_path / "mitmproxy", "mitmproxy", 2048).default_ca.fingerprint()
+    assert store.default_ca.fingerprint() == ca.ca_cert.fingerprint(hashes.SHA256())
     assert store.default_ca.cn == "wsreplay test CA"
 
 

@@ -145,10 +145,16 @@ async def _chat_turn(
 # --- websockets -------------------------------------------------------------------
 
 
-async def websockets_scenario(http_url: str, ws_url: str, **connect_options: Any) -> Transcript:
-    """The WebSocket part with `websockets`; HTTP with the standard library in a thread."""
+async def websockets_scenario(
+    http_url: str, ws_url: str, *, via_env_proxy: bool = False, **connect_options: Any
+) -> Transcript:
+    """The WebSocket part with `websockets`; HTTP with the standard library in a thread.
+
+    With `via_env_proxy`, both reach the server through ``https_proxy``/``wss_proxy``
+    and trust what ``SSL_CERT_FILE`` names, as hard-coded staging suites do.
+    """
     transcript: Transcript = []
-    transcript.extend(await asyncio.to_thread(_urllib_http, http_url))
+    transcript.extend(await asyncio.to_thread(_urllib_http, http_url, via_env_proxy))
     try:
         async with connect(f"{ws_url}/ws", open_timeout=TIMEOUT, **connect_options):
             transcript.append(("unexpected-upgrade",))
@@ -185,7 +191,7 @@ async def websockets_scenario(http_url: str, ws_url: str, **connect_options: Any
     return transcript
 
 
-def _urllib_http(http_url: str) -> Transcript:
+def _urllib_http(http_url: str, via_env_proxy: bool = False) -> Transcript:
     import urllib.error
     import urllib.request
 
@@ -196,7 +202,7 @@ def _urllib_http(http_url: str) -> Transcript:
         headers={"X-E2E-Bypass-Key": BAD_BYPASS_KEY, "Content-Type": "application/json"},
         method="POST",
     )
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler(None if via_env_proxy else {}))
     try:
         with opener.open(request, timeout=TIMEOUT) as response:
             transcript.append(("http", "POST /auth/e2e/test-auth", response.status, response.read()))

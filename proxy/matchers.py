@@ -1,0 +1,455 @@
+"""Matching live traffic against recorded traffic, ignoring what changes on every run.
+
+Two requests (or frames) match when they differ only in volatile values: timestamps,
+uuids, per-run ids, a JWT's ``jti``/``iat``/``exp``. Comparisons return a list of
+:class:`Difference` (empty when they match) so a mismatch can be shown as a readable,
+JSON-aware diff. Request matchers are small functions composed into lists, like
+vcrpy's; none of this knows about sockets.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Final, TypeAlias
+from urllib.parse import parse_qsl
+
+from proxy.jwt import JWT_PATTERN, decode_unverified
+from proxy.records import HttpRequest, WebSocketFrame
+
+__all__ = [
+    "DEFAULT_HTTP_MATCHERS",
+    "DEFAULT_WEBSOCKET_MATCHERS",
+    "MISSING",
+    "Difference",
+    "Ignore",
+    "RequestMatcher",
+    "body",
+    "closest",
+    "compare_json",
+    "format_differences",
+    "headers",
+    "is_volatile_key",
+    "is_volatile_value",
+    "match_frame",
+    "match_request",
+    "method",
+    "path",
+    "query",
+    "shape",
+    "subprotocols",
+    "summarize",
+]
+
+VOLATILE_KEYS: Final = frozenset({"timestamp", "id", "jti", "iat", "exp", "nbf", "nonce", "token"})
+"""Keys whose values are new on every run; so is any key ending in ``_id`` (``thread_id``...)."""
+
+_UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+_DATETIME = r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?"
+_VOLATILE_PART = re.compile(
+    rf"(?P<jwt>{JWT_PATTERN.pattern})"
+    rf"|(?P<uuid>{_UUID})"
+    rf"|(?P<datetime>{_DATETIME})"
+    r"|(?P<token>(?<![A-Za-z0-9_-])(?=[A-Za-z_-]*\d)[A-Za-z0-9_-]{40,}={0,2})"
+    r"|(?P<hex>(?<![0-9a-fA-F])(?=[a-fA-F]*\d)[0-9a-fA-F]{16,}(?![0-9a-fA-F]))"
+    r"|(?P<epoch>(?<!\d)(?:\d{10}|\d{13})(?:\.\d+)?(?!\d))"
+)
+_EPOCH_SECONDS = (1e9, 1e10)
+_EPOCH_MILLISECONDS = (1e12, 1e13)
+_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_PATH_SEGMENT = re.compile(r"\[(\*|\d+)\]|([^.\[\]]+)")
+_PREVIEW_CHARS = 72
+
+
+class _Missing:
+    """Stands for a value absent on one side of a comparison."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Final = _Missing()
+
+PathSegment: TypeAlias = str | int
+
+
+@dataclass(frozen=True, slots=True)
+class Difference:
+    """One place where the received value is not the expected (recorded) one."""
+
+    path: str
+    expected: Any
+    received: Any
+
+    def __str__(self) -> str:
+        return f"{self.path}: expected {_render(self.expected)}, received {_render(self.received)}"
+
+
+def _render(value: Any) -> str:
+    if value is MISSING:
+        return "nothing"
+    text = value if isinstance(value, _Described) else json.dumps(value, ensure_ascii=False, default=repr)
+    return text if len(text) <= _PREVIEW_CHARS else text[: _PREVIEW_CHARS - 3] + "..."
+
+
+class _Described(str):
+    """A value already written for people (``a text frame``), shown without quotes."""
+
+
+# --- volatility -------------------------------------------------------------------
+
+
+@lru_cache(maxsize=4096)
+def _normalized_key(key: str) -> str:
+    return _CAMEL_BOUNDARY.sub("_", key).lower()
+
+
+def is_volatile_key(key: str) -> bool:
+    """A key such as ``timestamp``, ``thread_id`` or ``requestId`` whose value changes per run."""
+    normalized = _normalized_key(key)
+    return normalized in VOLATILE_KEYS or normalized.endswith("_id")
+
+
+def _is_epoch(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    low, high = _EPOCH_MILLISECONDS if value >= _EPOCH_MILLISECONDS[0] else _EPOCH_SECONDS
+    return low <= value < high
+
+
+@lru_cache(maxsize=4096)
+def shape(text: str) -> str:
+    """`text` with its volatile parts (JWTs, uuids, datetimes, tokens, epochs) as placeholders."""
+    return _VOLATILE_PART.sub(lambda match: f"<{match.lastgroup}>", text)
+
+
+def is_volatile_value(value: Any) -> bool:
+    """A uuid, ISO datetime, epoch timestamp, JWT or opaque token, alone."""
+    if isinstance(value, str):
+        return _VOLATILE_PART.fullmatch(value) is not None
+    return _is_epoch(value)
+
+
+def _jwt_claims(value: str) -> dict[str, Any] | None:
+    if not JWT_PATTERN.fullmatch(value):
+        return None
+    try:
+        return decode_unverified(value)[1]
+    except ValueError:
+        return None
+
+
+# --- ignore rules -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Ignore:
+    """User ``--ignore`` entries: key names (``session``) and paths (``payload.items[*].sku``)."""
+
+    keys: frozenset[str] = frozenset()
+    paths: tuple[tuple[PathSegment, ...], ...] = ()
+
+    @classmethod
+    def parse(cls, entries: Iterable[str]) -> Ignore:
+        keys: set[str] = set()
+        paths: list[tuple[PathSegment, ...]] = []
+        for entry in entries:
+            entry = entry.strip().removeprefix("$").lstrip(".")
+            if not entry:
+                continue
+            if "." in entry or "[" in entry or entry == "*":
+                paths.append(tuple(_parse_segment(m) for m in _PATH_SEGMENT.finditer(entry)))
+            else:
+                keys.add(entry)
+        return cls(frozenset(keys), tuple(paths))
+
+    def skips(self, key: str, path: tuple[PathSegment, ...]) -> bool:
+        """Whether the value under `key` at `path` (ending with `key`) is ignored, or volatile."""
+        if key in self.keys or is_volatile_key(key):
+            return True
+        return any(_path_matches(pattern, path) for pattern in self.paths)
+
+    def skips_index(self, path: tuple[PathSegment, ...]) -> bool:
+        return any(_path_matches(pattern, path) for pattern in self.paths)
+
+
+def _parse_segment(match: re.Match[str]) -> PathSegment:
+    index, key = match.groups()
+    if index is None:
+        return key
+    return "*" if index == "*" else int(index)
+
+
+def _path_matches(pattern: tuple[PathSegment, ...], path: tuple[PathSegment, ...]) -> bool:
+    if len(pattern) != len(path):
+        return False
+    return all(want == "*" or want == got for want, got in zip(pattern, path))
+
+
+NO_IGNORE: Final = Ignore()
+
+
+def _as_ignore(ignore: Ignore | Iterable[str]) -> Ignore:
+    return ignore if isinstance(ignore, Ignore) else Ignore.parse(ignore)
+
+
+# --- JSON comparison --------------------------------------------------------------
+
+
+def _render_path(root: str, path: tuple[PathSegment, ...]) -> str:
+    parts = [root]
+    for segment in path:
+        parts.append(f"[{segment}]" if isinstance(segment, int) else f".{segment}")
+    return "".join(parts)
+
+
+def compare_json(
+    expected: Any, received: Any, ignore: Ignore | Iterable[str] = NO_IGNORE, *, root: str = "$"
+) -> list[Difference]:
+    """Differences between two decoded JSON values, volatile keys and values ignored."""
+    differences: list[Difference] = []
+    _compare(expected, received, _as_ignore(ignore), root, (), differences)
+    return differences
+
+
+def _compare(
+    expected: Any,
+    received: Any,
+    ignore: Ignore,
+    root: str,
+    path: tuple[PathSegment, ...],
+    out: list[Difference],
+) -> None:
+    if isinstance(expected, dict) and isinstance(received, dict):
+        _compare_objects(expected, received, ignore, root, path, out)
+    elif isinstance(expected, list) and isinstance(received, list):
+        _compare_arrays(expected, received, ignore, root, path, out)
+    elif isinstance(expected, str) and isinstance(received, str):
+        _compare_strings(expected, received, ignore, root, path, out)
+    elif not _scalars_equal(expected, received):
+        out.append(Difference(_render_path(root, path), expected, received))
+
+
+def _compare_objects(
+    expected: dict[str, Any],
+    received: dict[str, Any],
+    ignore: Ignore,
+    root: str,
+    path: tuple[PathSegment, ...],
+    out: list[Difference],
+) -> None:
+    for key, want in expected.items():
+        here = (*path, key)
+        if ignore.skips(key, here):
+            continue
+        if key in received:
+            _compare(want, received[key], ignore, root, here, out)
+        elif not is_volatile_value(want):
+            out.append(Difference(_render_path(root, here), want, MISSING))
+    for key, got in received.items():
+        here = (*path, key)
+        if key not in expected and not ignore.skips(key, here) and not is_volatile_value(got):
+            out.append(Difference(_render_path(root, here), MISSING, got))
+
+
+def _compare_arrays(
+    expected: list[Any],
+    received: list[Any],
+    ignore: Ignore,
+    root: str,
+    path: tuple[PathSegment, ...],
+    out: list[Difference],
+) -> None:
+    for index in range(max(len(expected), len(received))):
+        here = (*path, index)
+        if ignore.skips_index(here):
+            continue
+        want = expected[index] if index < len(expected) else MISSING
+        got = received[index] if index < len(received) else MISSING
+        if want is MISSING or got is MISSING:
+            out.append(Difference(_render_path(root, here), want, got))
+        else:
+            _compare(want, got, ignore, root, here, out)
+
+
+def _compare_strings(
+    expected: str, received: str, ignore: Ignore, root: str, path: tuple[PathSegment, ...], out: list[Difference]
+) -> None:
+    if expected == received:
+        return
+    want_claims, got_claims = _jwt_claims(expected), _jwt_claims(received)
+    if want_claims is not None and got_claims is not None:
+        _compare_objects(want_claims, got_claims, ignore, _render_path(root, path) + "<jwt>", (), out)
+    elif shape(expected) != shape(received):
+        out.append(Difference(_render_path(root, path), expected, received))
+
+
+def _scalars_equal(expected: Any, received: Any) -> bool:
+    if isinstance(expected, bool) or isinstance(received, bool):
+        return expected is received
+    if isinstance(expected, int | float) and isinstance(received, int | float):
+        return expected == received or (_is_epoch(expected) and _is_epoch(received))
+    return type(expected) is type(received) and expected == received
+
+
+def format_differences(differences: Sequence[Difference], limit: int = 10, indent: str = "  ") -> str:
+    """One line per difference (``path: expected X, received Y``), at most `limit` of them."""
+    lines = [f"{indent}{difference}" for difference in differences[:limit]]
+    if len(differences) > limit:
+        lines.append(f"{indent}... and {len(differences) - limit} more")
+    return "\n".join(lines)
+
+
+def summarize(differences: Sequence[Difference]) -> str:
+    """The first difference on one line, with a count of the others."""
+    if not differences:
+        return "no differences"
+    more = f" (+{len(differences) - 1} more)" if len(differences) > 1 else ""
+    return f"{differences[0]}{more}"
+
+
+# --- frames -----------------------------------------------------------------------
+
+
+def _decode_json(payload: bytes | str) -> tuple[bool, Any]:
+    try:
+        return True, json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        return False, None
+
+
+def _kind(is_text: bool) -> _Described:
+    return _Described("a text frame" if is_text else "a binary frame")
+
+
+def _binary(payload: bytes) -> _Described:
+    more = "..." if len(payload) > 16 else ""
+    return _Described(f"{len(payload)} bytes {payload[:16].hex(' ')}{more}")
+
+
+def match_frame(
+    recorded: WebSocketFrame, is_text: bool, payload: bytes | str, ignore: Ignore | Iterable[str] = NO_IGNORE
+) -> list[Difference]:
+    """Differences between a recorded client frame and a live one (text vs binary, JSON-aware)."""
+    if recorded.is_text != is_text:
+        return [Difference("frame type", _kind(recorded.is_text), _kind(is_text))]
+    if not is_text:
+        data = payload.encode() if isinstance(payload, str) else payload
+        return [] if data == recorded.payload else [Difference("$", _binary(recorded.payload), _binary(data))]
+    return _compare_text(recorded.payload, payload, _as_ignore(ignore), "$")
+
+
+def _compare_text(expected: bytes | str, received: bytes | str, ignore: Ignore, root: str) -> list[Difference]:
+    want_ok, want = _decode_json(expected)
+    got_ok, got = _decode_json(received)
+    if want_ok and got_ok:
+        return compare_json(want, got, ignore, root=root)
+    want_text = expected.decode("utf-8", "replace") if isinstance(expected, bytes) else expected
+    got_text = received.decode("utf-8", "replace") if isinstance(received, bytes) else received
+    out: list[Difference] = []
+    _compare_strings(want_text, got_text, ignore, root, (), out)
+    return out
+
+
+# --- requests ---------------------------------------------------------------------
+
+RequestMatcher: TypeAlias = Callable[[HttpRequest, HttpRequest, Ignore], list[Difference]]
+"""Compares a recorded request with a live one; returns the differences (empty: match)."""
+
+
+def method(recorded: HttpRequest, live: HttpRequest, ignore: Ignore) -> list[Difference]:
+    if recorded.method.upper() == live.method.upper():
+        return []
+    return [Difference("method", recorded.method, live.method)]
+
+
+def path(recorded: HttpRequest, live: HttpRequest, ignore: Ignore) -> list[Difference]:
+    if recorded.path == live.path or shape(recorded.path) == shape(live.path):
+        return []
+    return [Difference("path", recorded.path, live.path)]
+
+
+def _query_object(query: str) -> dict[str, Any]:
+    values: dict[str, list[str]] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        values.setdefault(key, []).append(value)
+    return {key: items[0] if len(items) == 1 else items for key, items in values.items()}
+
+
+def query(recorded: HttpRequest, live: HttpRequest, ignore: Ignore) -> list[Difference]:
+    """Query parameters by name, volatile ones (``token``, ids...) and values ignored."""
+    if recorded.query == live.query:
+        return []
+    return compare_json(_query_object(recorded.query), _query_object(live.query), ignore, root="query")
+
+
+def body(recorded: HttpRequest, live: HttpRequest, ignore: Ignore) -> list[Difference]:
+    """Bodies as JSON when both are JSON, as forms when both are forms, else as text or bytes."""
+    if recorded.body == live.body:
+        return []
+    if _is_form(recorded) and _is_form(live):
+        return compare_json(
+            _query_object(recorded.body.decode("latin-1")), _query_object(live.body.decode("latin-1")), ignore, root="body"
+        )
+    try:
+        recorded.body.decode("utf-8")
+        live.body.decode("utf-8")
+    except UnicodeDecodeError:
+        return [Difference("body", _binary(recorded.body), _binary(live.body))]
+    return _compare_text(recorded.body, live.body, ignore, "body")
+
+
+def _is_form(request: HttpRequest) -> bool:
+    return (request.header("content-type") or "").startswith("application/x-www-form-urlencoded")
+
+
+def subprotocols(recorded: HttpRequest, live: HttpRequest, ignore: Ignore) -> list[Difference]:
+    """Offered WebSocket subprotocols; token-bearing values compare by shape."""
+    offered, live_offered = list(recorded.offered_subprotocols), list(live.offered_subprotocols)
+    if offered == live_offered:
+        return []
+    return compare_json(offered, live_offered, ignore, root="subprotocols")
+
+
+def headers(*names: str) -> RequestMatcher:
+    """A matcher for the named headers (not matched by default), values compared by shape."""
+
+    def match(recorded: HttpRequest, live: HttpRequest, ignore: Ignore) -> list[Difference]:
+        expected = {name: recorded.header(name) for name in names}
+        received = {name: live.header(name) for name in names}
+        return compare_json(expected, received, ignore, root="headers")
+
+    return match
+
+
+DEFAULT_HTTP_MATCHERS: Final[tuple[RequestMatcher, ...]] = (method, path, query, body)
+DEFAULT_WEBSOCKET_MATCHERS: Final[tuple[RequestMatcher, ...]] = (path, query, subprotocols)
+
+
+def match_request(
+    recorded: HttpRequest, live: HttpRequest, matchers: Sequence[RequestMatcher], ignore: Ignore = NO_IGNORE
+) -> list[Difference]:
+    """All differences the matchers find (empty: the requests match)."""
+    return [difference for matcher in matchers for difference in matcher(recorded, live, ignore)]
+
+
+def closest(
+    live: HttpRequest,
+    candidates: Iterable[HttpRequest],
+    matchers: Sequence[RequestMatcher],
+    ignore: Ignore = NO_IGNORE,
+) -> tuple[HttpRequest, list[Difference]] | None:
+    """The recorded request failing the fewest matchers (then with fewest differences)."""
+    best: tuple[tuple[int, int], HttpRequest, list[Difference]] | None = None
+    for candidate in candidates:
+        per_matcher = [matcher(candidate, live, ignore) for matcher in matchers]
+        differences = [difference for found in per_matcher for difference in found]
+        rank = (sum(1 for found in per_matcher if found), len(differences))
+        if best is None or rank < best[0]:
+            best = (rank, candidate, differences)
+    return None if best is None else (best[1], best[2])

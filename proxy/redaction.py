@@ -1,0 +1,429 @@
+"""Secret redaction for cassettes: rules, a stateful redactor, and the walk over a record.
+
+A :class:`Redactor` replaces every secret in a record with a stable placeholder: one
+secret gets one placeholder across the whole cassette, so a token first seen in a
+login response and later in a WebSocket's Authorization header still matches. JWTs
+keep their shape (header and claims unchanged, signature replaced), so a redacted
+cassette still hands clients well-formed tokens. Nothing here does I/O.
+
+The walk (:func:`map_record`) is shared with :mod:`proxy.scan`: it finds the places in a
+record where secrets live and hands each to a :class:`Visitor`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from fnmatch import fnmatchcase
+from typing import Any, Protocol
+from urllib.parse import quote, unquote
+
+from mitmproxy.net import encoding
+
+from proxy.cassette import Cassette
+from proxy.jwt import JWT_PATTERN
+from proxy.records import (
+    Annotation,
+    ConnectionFailure,
+    Headers,
+    HttpExchange,
+    HttpRequest,
+    HttpResponse,
+    Record,
+    WebSocketClose,
+    WebSocketFrame,
+    WebSocketOpen,
+    header_value,
+)
+
+__all__ = [
+    "DEFAULT_HEADERS",
+    "SECRET_WORDS",
+    "RedactionRules",
+    "Redactor",
+    "Visitor",
+    "has_jwt",
+    "is_placeholder",
+    "is_redacted_jwt",
+    "map_record",
+    "redact_cassette",
+    "sub_jwts",
+]
+
+DEFAULT_HEADERS = ("Authorization", "Proxy-Authorization", "Cookie", "Set-Cookie")
+SECRET_WORDS = frozenset(
+    {"key", "token", "secret", "password", "passwd", "passphrase", "pwd", "apikey", "credential", "credentials"}
+)
+EXEMPT_HEADERS = ("Sec-WebSocket-Key",)
+"""Named like a secret but only a handshake nonce."""
+
+SCHEME_HEADERS = frozenset({"authorization", "proxy-authorization"})
+MIN_KNOWN_SECRET = 8
+"""Shorter secrets are replaced only where they are named, never inside other text."""
+
+PLACEHOLDER = re.compile(r"<redacted:[a-z]+-\d+>")
+SIGNATURE_PREFIX = b"wsreplay-redacted-"
+WRAPPED_JWT = re.compile(r"(?<![A-Za-z0-9_-])ZXlK[A-Za-z0-9_-]+={0,2}")
+"""A JWT that is itself base64url-encoded, as in the subprotocol ``jwt.<base64url JWT>``."""
+
+_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
+_COOKIE = re.compile(r"(^|;)(\s*)([^=;]+)=([^;]*)")
+_JSON_STYLES: tuple[dict[str, Any], ...] = tuple(
+    {**layout, "ensure_ascii": ascii_only}
+    for layout in ({"separators": (",", ":")}, {}, {"indent": 2})
+    for ascii_only in (True, False)
+)
+
+
+# --- rules ----------------------------------------------------------------------
+
+
+def name_says_secret(name: str, words: frozenset[str]) -> bool:
+    """True if the name's last word is a secret word (`X-E2E-Bypass-Key`, `apiKey`,
+    `access_token`), or it ends in a long one (`accesstoken`); `token_type` is not."""
+    parts = [part.lower() for part in _WORDS.findall(name)]
+    squashed = "".join(parts)
+    return bool(parts) and (parts[-1] in words or any(len(w) >= 5 and squashed.endswith(w) for w in words))
+
+
+def _matches(name: str, patterns: Iterable[str]) -> bool:
+    lowered = name.lower()
+    return any(fnmatchcase(lowered, pattern.lower()) for pattern in patterns)
+
+
+@dataclass(frozen=True, slots=True)
+class RedactionRules:
+    """Which headers and fields hold secrets. Names and glob patterns, case-insensitive.
+
+    `fields` name JSON members, query parameters and form fields alike. Besides the
+    listed names, any name whose last word is one of `secret_words` is a secret.
+    """
+
+    headers: tuple[str, ...] = DEFAULT_HEADERS
+    fields: tuple[str, ...] = ()
+    secret_words: frozenset[str] = SECRET_WORDS
+    exempt_headers: tuple[str, ...] = EXEMPT_HEADERS
+
+    def extended(self, headers: Iterable[str] = (), fields: Iterable[str] = ()) -> RedactionRules:
+        """These rules plus more header and field names or patterns (e.g. `X-Internal-*`)."""
+        return replace(self, headers=(*self.headers, *headers), fields=(*self.fields, *fields))
+
+    def header_is_secret(self, name: str) -> bool:
+        if _matches(name, self.exempt_headers):
+            return False
+        return _matches(name, self.headers) or name_says_secret(name, self.secret_words)
+
+    def field_is_secret(self, name: str) -> bool:
+        return _matches(name, self.fields) or name_says_secret(name, self.secret_words)
+
+
+# --- placeholders and JWTs ------------------------------------------------------
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64url(segment: str) -> bytes | None:
+    unpadded = segment.rstrip("=")
+    try:
+        return base64.urlsafe_b64decode(unpadded + "=" * (-len(unpadded) % 4))
+    except (binascii.Error, ValueError):
+        return None
+
+
+def is_placeholder(value: str) -> bool:
+    return PLACEHOLDER.fullmatch(value) is not None
+
+
+def is_redacted_jwt(token: str) -> bool:
+    """True for a JWT whose signature is one of our placeholders."""
+    signature = _unb64url(token.rpartition(".")[2])
+    return signature is not None and signature.startswith(SIGNATURE_PREFIX)
+
+
+def placeholder_signature(number: int) -> str:
+    return _b64url(SIGNATURE_PREFIX + str(number).encode("ascii"))
+
+
+def _unwrap(encoded: str) -> str | None:
+    decoded = _unb64url(encoded)
+    if decoded is None or not decoded.isascii():
+        return None
+    token = decoded.decode("ascii")
+    return token if JWT_PATTERN.fullmatch(token) else None
+
+
+def _rewrap(encoded: str, replace_jwt: Callable[[str], str]) -> str:
+    token = _unwrap(encoded)
+    if token is None:
+        return encoded
+    new = replace_jwt(token)
+    if new == token:
+        return encoded
+    wrapped = base64.urlsafe_b64encode(new.encode("ascii")).decode("ascii")
+    return wrapped if encoded.endswith("=") else wrapped.rstrip("=")
+
+
+def has_jwt(text: str) -> bool:
+    return JWT_PATTERN.search(text) is not None or any(_unwrap(m.group()) for m in WRAPPED_JWT.finditer(text))
+
+
+def sub_jwts(text: str, replace_jwt: Callable[[str], str]) -> str:
+    """`text` with every JWT, plain or base64url-wrapped, replaced by `replace_jwt(token)`."""
+    if "eyJ" in text:
+        text = JWT_PATTERN.sub(lambda match: replace_jwt(match.group()), text)
+    if "ZXlK" in text:
+        text = WRAPPED_JWT.sub(lambda match: _rewrap(match.group(), replace_jwt), text)
+    return text
+
+
+# --- the walk over a record -----------------------------------------------------
+
+
+class Visitor(Protocol):
+    """Told about every place in a record that may hold a secret; returns its new value."""
+
+    def secret(self, value: str, where: str, strict: bool) -> str:
+        """A value in a secret position; `strict` when the position never holds anything else
+        (a named header, a cookie, credentials), not when it is a field with a secret name."""
+        ...
+
+    def text(self, value: str, where: str) -> str:
+        """Free text that may embed JWTs or secrets seen elsewhere."""
+        ...
+
+
+def map_record(record: Record, rules: RedactionRules, visitor: Visitor) -> Record:
+    """The record with every secret-bearing value replaced by what `visitor` returns."""
+    walk = _Walk(rules, visitor)
+    match record:
+        case HttpExchange():
+            request = walk.request(record.request, "request")
+            response = None if record.response is None else walk.response(record.response, "response")
+            return replace(record, request=request, response=response)
+        case WebSocketOpen():
+            return replace(
+                record,
+                request=walk.request(record.request, "upgrade request"),
+                response=walk.response(record.response, "upgrade response"),
+            )
+        case WebSocketFrame():
+            where = f"{record.side} frame"
+            return replace(record, payload=walk.payload(record.payload, where, parse_json=record.is_text))
+        case WebSocketClose():
+            return replace(record, reason=visitor.text(record.reason, "close reason"))
+        case ConnectionFailure():
+            return replace(record, message=visitor.text(record.message, "connection failure"))
+    return record
+
+
+@dataclass(frozen=True, slots=True)
+class _Walk:
+    rules: RedactionRules
+    visitor: Visitor
+
+    def request(self, request: HttpRequest, side: str) -> HttpRequest:
+        body = self.body(request.body, request.headers, f"{side} body")
+        return replace(
+            request,
+            path=self.visitor.text(request.path, f"{side} path"),
+            query=self.params(request.query, f"{side} query"),
+            headers=_fix_length(self.headers(request.headers, side), request.body, body),
+            body=body,
+        )
+
+    def response(self, response: HttpResponse, side: str) -> HttpResponse:
+        body = self.body(response.body, response.headers, f"{side} body")
+        return replace(response, headers=_fix_length(self.headers(response.headers, side), response.body, body), body=body)
+
+    def headers(self, headers: Headers, side: str) -> Headers:
+        return tuple((name, self.header(name, value, f"{side} header {name}")) for name, value in headers)
+
+    def header(self, name: str, value: str, where: str) -> str:
+        if not self.rules.header_is_secret(name):
+            return self.visitor.text(value, where)
+        lowered = name.lower()
+        if lowered in SCHEME_HEADERS:
+            scheme, space, credentials = value.partition(" ")
+            if space and credentials.strip():
+                return f"{scheme} {self.visitor.secret(credentials, where, True)}"
+        elif lowered in ("cookie", "set-cookie"):
+            return _COOKIE.sub(
+                lambda m: f"{m[1]}{m[2]}{m[3]}={self.visitor.secret(m[4], f'{where}: {m[3].strip()}', True)}",
+                value,
+                count=1 if lowered == "set-cookie" else 0,
+            )
+        return self.visitor.secret(value, where, True)
+
+    def params(self, query: str, where: str) -> str:
+        """A query string or form body with each parameter's value visited."""
+        return "&".join(self.param(piece, where) for piece in query.split("&")) if query else query
+
+    def param(self, piece: str, where: str) -> str:
+        name, equals, raw = piece.partition("=")
+        value = unquote(raw)
+        label = f"{where} {unquote(name)}"
+        if self.rules.field_is_secret(unquote(name)) and value:
+            new = self.visitor.secret(value, label, False)
+        else:
+            new = self.visitor.text(value, label)
+        return piece if new == value else f"{name}{equals}{quote(new, safe='-._~')}"
+
+    def body(self, body: bytes, headers: Headers, where: str) -> bytes:
+        if not body:
+            return body
+        coding = (header_value(headers, "content-encoding") or "identity").strip().lower()
+        try:
+            plain = encoding.decode(body, coding)
+        except ValueError:
+            coding, plain = "identity", body
+        content_type = (header_value(headers, "content-type") or "").lower()
+        new = self.payload(plain, where, parse_json=True, form="x-www-form-urlencoded" in content_type)
+        return body if new == plain else encoding.encode(new, coding)
+
+    def payload(self, data: bytes, where: str, *, parse_json: bool, form: bool = False) -> bytes:
+        text = data.decode("utf-8", "surrogateescape")
+        tree = _parse_json(text) if parse_json and not form else None
+        if form:
+            new = self.params(text, f"{where} form")
+        elif tree is not None:
+            new = _dump_like(text, tree, self.json(tree, "$", where))
+        else:
+            new = self.visitor.text(text, where)
+        return data if new == text else new.encode("utf-8", "surrogateescape")
+
+    def json(self, node: Any, path: str, where: str) -> Any:
+        if isinstance(node, dict):
+            return {key: self.member(key, value, _json_path(path, key), where) for key, value in node.items()}
+        if isinstance(node, list):
+            return [self.json(item, f"{path}[*]", where) for item in node]
+        if isinstance(node, str):
+            return self.visitor.text(node, f"{where} json {path}")
+        return node
+
+    def member(self, key: str, value: Any, path: str, where: str) -> Any:
+        if isinstance(value, str) and value and self.rules.field_is_secret(key):
+            return self.visitor.secret(value, f"{where} json {path}", False)
+        return self.json(value, path, where)
+
+
+def _json_path(path: str, key: str) -> str:
+    return f"{path}.{key}" if key.isidentifier() else f"{path}[{json.dumps(key)}]"
+
+
+def _parse_json(text: str) -> dict[str, Any] | list[Any] | None:
+    if not text.lstrip().startswith(("{", "[")):
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _dump_like(original: str, tree: Any, new_tree: Any) -> str:
+    """`new_tree` as JSON in the layout of `original` (when it is one json.dumps produces)."""
+    if new_tree == tree:
+        return original
+    core = original.strip()
+    lead, trail = original[: len(original) - len(original.lstrip())], original[len(original.rstrip()) :]
+    style = next((s for s in _JSON_STYLES if json.dumps(tree, **s) == core), _JSON_STYLES[1])
+    return f"{lead}{json.dumps(new_tree, **style)}{trail}"
+
+
+def _fix_length(headers: Headers, old_body: bytes, new_body: bytes) -> Headers:
+    """Headers with Content-Length (if present) matching a changed body."""
+    if new_body == old_body:
+        return headers
+    return tuple(
+        (name, str(len(new_body)) if name.lower() == "content-length" else value) for name, value in headers
+    )
+
+
+# --- the redactor ---------------------------------------------------------------
+
+
+class Redactor:
+    """Replaces secrets with placeholders, statefully across the records of one cassette.
+
+    Use it as a `Recording` transform; afterwards `summary_annotation` tells what was
+    redacted, where and how often (never the values).
+    """
+
+    def __init__(self, rules: RedactionRules | None = None) -> None:
+        self.rules = rules or RedactionRules()
+        self._secrets: dict[str, str] = {}
+        self._jwts: dict[str, str] = {}
+        self._counts: Counter[tuple[str, str]] = Counter()
+        self._known: re.Pattern[str] | None = None
+
+    def __call__(self, record: Record) -> Record:
+        return map_record(record, self.rules, self)
+
+    def learn(self, records: Iterable[Record]) -> None:
+        """Learn the secrets in `records` without counting them, so that a later pass
+        also replaces a secret where it appears before the place that names it."""
+        for record in records:
+            self(record)
+        self._counts.clear()
+
+    def secret(self, value: str, where: str, strict: bool) -> str:
+        if not value or is_placeholder(value):
+            return value
+        if has_jwt(value):
+            return self.text(value, where)
+        if value not in self._secrets:
+            self._secrets[value] = f"<redacted:secret-{len(self._secrets) + 1}>"
+            self._known = None
+        self._counts["secret", where] += 1
+        return self._secrets[value]
+
+    def text(self, value: str, where: str) -> str:
+        value = sub_jwts(value, lambda token: self._jwt(token, where))
+        known = self._known_pattern()
+        if known is None:
+            return value
+        return known.sub(lambda match: self._known_secret(match.group(), where), value)
+
+    def _jwt(self, token: str, where: str) -> str:
+        if is_redacted_jwt(token):
+            return token
+        if token not in self._jwts:
+            signing_input = token.rpartition(".")[0]
+            self._jwts[token] = f"{signing_input}.{placeholder_signature(len(self._jwts) + 1)}"
+        self._counts["jwt signature", where] += 1
+        return self._jwts[token]
+
+    def _known_secret(self, value: str, where: str) -> str:
+        self._counts["known secret", where] += 1
+        return self._secrets[value]
+
+    def _known_pattern(self) -> re.Pattern[str] | None:
+        if self._known is None:
+            long_enough = sorted((s for s in self._secrets if len(s) >= MIN_KNOWN_SECRET), key=len, reverse=True)
+            if not long_enough:
+                return None
+            self._known = re.compile("|".join(map(re.escape, long_enough)))
+        return self._known
+
+    def redaction_summary(self) -> list[dict[str, Any]]:
+        """What was redacted: kind, where and how many times, in order of first redaction."""
+        return [{"kind": kind, "where": where, "count": count} for (kind, where), count in self._counts.items()]
+
+    def summary_annotation(self, time: float) -> Annotation:
+        """The record that ends a redacted cassette."""
+        return Annotation(id=0, time=time, data={"redactions": self.redaction_summary()})
+
+
+def redact_cassette(cassette: Cassette, rules: RedactionRules | None = None) -> Cassette:
+    """A redacted copy of `cassette`, ending with the redaction summary."""
+    redactor = Redactor(rules)
+    redactor.learn(cassette.records)
+    records = [redactor(record) for record in cassette.records]
+    end = max((record.time for record in cassette.records), default=0.0)
+    return Cassette(cassette.header, [*records, redactor.summary_annotation(end)])

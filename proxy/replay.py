@@ -1,0 +1,629 @@
+"""The replay engine, Sans-I/O: recorded answers for live requests, scripted WebSocket players.
+
+A :class:`ReplaySession` indexes a cassette and answers live HTTP requests and
+WebSocket upgrades. An accepted upgrade comes with a :class:`ConnectionPlayer` that
+takes the live connection's events (client frames, the client's close) and returns
+the actions to perform (:class:`Send`, :class:`Close`, :class:`Abort`, :class:`Log`),
+each with the delay to wait first. Drivers (the aiohttp replay server, the mitmproxy
+addon) perform the actions; nothing here touches sockets, clocks or asyncio.
+
+A session and its players are not thread-safe: use them from one event loop only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar, Final, Literal, TypeAlias
+
+from proxy.cassette import Cassette
+from proxy.matchers import (
+    DEFAULT_HTTP_MATCHERS,
+    DEFAULT_WEBSOCKET_MATCHERS,
+    Difference,
+    Ignore,
+    RequestMatcher,
+    closest,
+    format_differences,
+    match_frame,
+    match_request,
+    shape,
+    summarize,
+)
+from proxy.records import (
+    ConnectionFailure,
+    HttpExchange,
+    HttpRequest,
+    HttpResponse,
+    Record,
+    WebSocketClose,
+    WebSocketFrame,
+    WebSocketOpen,
+)
+from proxy.timeline import describe
+
+__all__ = [
+    "Abort",
+    "Accepted",
+    "Action",
+    "Answer",
+    "Close",
+    "ConnectionPlayer",
+    "Fail",
+    "HttpAnswer",
+    "Log",
+    "Refused",
+    "ReplayOptions",
+    "ReplayReport",
+    "ReplaySession",
+    "Respond",
+    "Send",
+    "Unmatched",
+    "UpgradeAnswer",
+    "parse_speed",
+    "select_subprotocol",
+]
+
+MISMATCH_CODE: Final = 4000
+"""Close code (``on_mismatch="fail"``) for a client frame unlike the recorded one."""
+UNEXPECTED_FRAME_CODE: Final = 4001
+"""Close code (``on_mismatch="fail"``) for a client frame beyond the recorded ones."""
+MAX_REASON_BYTES: Final = 123
+ABRUPT_CODES: Final = frozenset({None, 1006})
+NO_RESPONSE: Final = "the recording has no response for this request"
+MAX_DETAILS: Final = 100
+"""Report entries kept per category; the counts stay exact."""
+
+# --- actions ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Send one message after waiting `delay` seconds."""
+
+    is_text: bool
+    payload: bytes
+    delay: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Close the WebSocket with `code` and `reason` after `delay` seconds."""
+
+    code: int
+    reason: str = ""
+    delay: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Abort:
+    """Drop the TCP connection without a close frame after `delay` seconds."""
+
+    delay: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Log:
+    """Log `text` at `level` (a :mod:`logging` level), now."""
+
+    level: int
+    text: str
+
+
+Action: TypeAlias = Send | Close | Abort | Log
+
+# --- answers ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Respond:
+    """Answer with the recorded response after `delay` seconds."""
+
+    response: HttpResponse
+    delay: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Fail:
+    """The recording has no response, only a failure: answer 502 with its message."""
+
+    message: str
+    delay: float = 0.0
+
+    @property
+    def response(self) -> HttpResponse:
+        return HttpResponse(
+            502, "Bad Gateway", headers=(("Content-Type", "text/plain; charset=utf-8"),), body=self.message.encode()
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Unmatched:
+    """Nothing recorded matches: answer 404 (JSON naming the closest recording) and log `message`."""
+
+    response: HttpResponse
+    message: str
+    delay: ClassVar[float] = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A recorded refused upgrade (401, 403...): answer with the same response."""
+
+    response: HttpResponse
+    delay: ClassVar[float] = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """Accept the upgrade with `subprotocol` (a live offered value) and let `player` drive it."""
+
+    player: ConnectionPlayer
+    subprotocol: str | None
+    extensions: str | None
+
+    @property
+    def deflate(self) -> bool:
+        """Whether the recording negotiated permessage-deflate."""
+        return "permessage-deflate" in (self.extensions or "")
+
+
+HttpAnswer: TypeAlias = Respond | Fail | Unmatched
+UpgradeAnswer: TypeAlias = Refused | Accepted | Fail | Unmatched
+Answer: TypeAlias = Respond | Fail | Unmatched | Refused
+"""Every answer but Accepted: a `response` to send after `delay` seconds."""
+
+# --- options and report -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReplayOptions:
+    speed: float | None = 1.0
+    """Divides recorded gaps; None replays as fast as possible ("max")."""
+    on_mismatch: Literal["warn", "fail"] = "warn"
+    ignore: tuple[str, ...] = ()
+    """Extra keys (``session``) or paths (``payload.items[*].sku``) ignored in bodies and frames."""
+    http_matchers: tuple[RequestMatcher, ...] = DEFAULT_HTTP_MATCHERS
+    websocket_matchers: tuple[RequestMatcher, ...] = DEFAULT_WEBSOCKET_MATCHERS
+
+    def __post_init__(self) -> None:
+        if self.speed is not None and not self.speed > 0:
+            raise ValueError(f"speed must be positive or None (max), not {self.speed!r}")
+        if self.on_mismatch not in ("warn", "fail"):
+            raise ValueError(f"on_mismatch must be 'warn' or 'fail', not {self.on_mismatch!r}")
+
+    def scaled(self, gap: float) -> float:
+        """A recorded gap in seconds as a replay delay."""
+        return 0.0 if self.speed is None or gap <= 0 else gap / self.speed
+
+
+def parse_speed(text: str) -> float | None:
+    """``"1"``, ``"2.5"`` or ``"max"`` (None) as a replay speed."""
+    if text.strip().lower() == "max":
+        return None
+    try:
+        speed = float(text)
+    except ValueError:
+        raise ValueError(f"speed must be a positive number or 'max', not {text!r}") from None
+    if not speed > 0 or speed == float("inf"):
+        raise ValueError(f"speed must be a positive number or 'max', not {text!r}")
+    return speed
+
+
+@dataclass
+class _Tally:
+    """A count and the first few descriptions of one kind of event."""
+
+    count: int = 0
+    items: list[str] = field(default_factory=list)
+
+    def add(self, text: str) -> None:
+        self.count += 1
+        if len(self.items) < MAX_DETAILS:
+            self.items.append(text)
+
+
+@dataclass
+class _Journal:
+    """What happened during a replay; players and the session write to it."""
+
+    http_served: int = 0
+    websockets_accepted: int = 0
+    websockets_refused: int = 0
+    failures_replayed: int = 0
+    unmatched: _Tally = field(default_factory=_Tally)
+    mismatches: _Tally = field(default_factory=_Tally)
+    incomplete: _Tally = field(default_factory=_Tally)
+
+
+@dataclass(frozen=True)
+class ReplayReport:
+    """Served, unmatched and recorded-but-unused traffic of a replay."""
+
+    http_served: int
+    websockets_accepted: int
+    websockets_refused: int
+    failures_replayed: int
+    unmatched: tuple[str, ...]
+    unmatched_count: int
+    mismatches: tuple[str, ...]
+    mismatch_count: int
+    incomplete: tuple[str, ...]
+    unused_exchanges: tuple[str, ...]
+    unused_connections: tuple[str, ...]
+
+    @property
+    def clean(self) -> bool:
+        """Everything matched and everything recorded was used (what ``--strict`` demands)."""
+        return not (self.unmatched_count or self.mismatch_count or self.unused_exchanges or self.unused_connections)
+
+    def format(self) -> str:
+        lines = [
+            f"replay: {self.http_served} HTTP responses, {self.websockets_accepted} WebSocket connections "
+            f"({self.websockets_refused} refused upgrades), {self.failures_replayed} recorded failures replayed"
+        ]
+        sections = (
+            ("unmatched", self.unmatched, self.unmatched_count),
+            ("client frames unlike the recording", self.mismatches, self.mismatch_count),
+            ("connections closed before their recorded end", self.incomplete, len(self.incomplete)),
+            ("recorded HTTP exchanges never used", self.unused_exchanges, len(self.unused_exchanges)),
+            ("recorded WebSocket upgrades never used", self.unused_connections, len(self.unused_connections)),
+        )
+        for title, items, count in sections:
+            if count:
+                shown = "" if count == len(items) else f" (first {len(items)} listed)"
+                lines.append(f"{title}: {count}{shown}")
+                lines.extend(f"  {item}" for item in items)
+        return "\n".join(lines)
+
+
+# --- recorded conversations -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Script:
+    """A recorded WebSocket conversation compiled into steps of server actions.
+
+    ``steps[0]`` is what the server did right after the upgrade; ``steps[k]`` what it
+    did after the client's k-th frame, ``client_frames[k - 1]``.
+    """
+
+    open: WebSocketOpen
+    client_frames: tuple[WebSocketFrame, ...]
+    steps: tuple[tuple[Action, ...], ...]
+    frame_count: int
+
+
+def _compile_script(
+    open_record: WebSocketOpen, records: Sequence[Record], options: ReplayOptions
+) -> _Script:
+    client_frames: list[WebSocketFrame] = []
+    steps: list[list[Action]] = [[]]
+    previous_server = trigger = open_record.time
+    frame_count = 0
+    for record in records:
+        if isinstance(record, WebSocketFrame) and record.from_client:
+            client_frames.append(record)
+            steps.append([])
+            trigger = record.time
+            continue
+        delay = options.scaled(record.time - max(previous_server, trigger))
+        previous_server = max(previous_server, record.time)
+        match record:
+            case WebSocketFrame():
+                steps[-1].append(Send(record.is_text, record.payload, delay))
+                frame_count += 1
+            case WebSocketClose(closed_by="client"):
+                break
+            case WebSocketClose(code=code) if code in ABRUPT_CODES:
+                steps[-1].append(Abort(delay))
+                break
+            case WebSocketClose(code=int(code), reason=reason):
+                steps[-1].append(Close(code, reason, delay))
+                break
+            case ConnectionFailure():
+                steps[-1].append(Abort(delay))
+                break
+    return _Script(open_record, tuple(client_frames), tuple(tuple(step) for step in steps), frame_count)
+
+
+def _truncate_utf8(text: str, limit: int = MAX_REASON_BYTES) -> str:
+    data = text.encode("utf-8")
+    if len(data) <= limit:
+        return text
+    return data[: limit - 3].decode("utf-8", "ignore") + "..."
+
+
+class ConnectionPlayer:
+    """Plays one recorded WebSocket conversation against one live client.
+
+    Feed it the client's events; it returns the server actions to perform in order.
+    """
+
+    def __init__(self, script: _Script, options: ReplayOptions, ignore: Ignore, journal: _Journal) -> None:
+        self._script = script
+        self._options = options
+        self._ignore = ignore
+        self._journal = journal
+        self._received = 0
+        self._finished = False
+        self.label = f"ws #{script.open.id} {script.open.request.target}"
+
+    @property
+    def finished(self) -> bool:
+        """True once the conversation is over (closed, aborted or failed); later events are ignored."""
+        return self._finished
+
+    def start(self) -> Sequence[Action]:
+        """The actions right after the upgrade: server frames recorded before the client's first."""
+        return self._play(self._script.steps[0])
+
+    def client_frame(self, is_text: bool, payload: bytes | str) -> Sequence[Action]:
+        """The live client sent a message: check it against the recording, then play what followed."""
+        if self._finished:
+            return ()
+        self._received += 1
+        index = self._received
+        frames = self._script.client_frames
+        if index > len(frames):
+            text = f"{self.label}: unexpected client frame {index} (the recording has {len(frames)})"
+            self._journal.mismatches.add(text)
+            return self._mismatch(text, UNEXPECTED_FRAME_CODE, f"unexpected client frame {index}")
+        differences = match_frame(frames[index - 1], is_text, payload, self._ignore)
+        if not differences:
+            return self._play(self._script.steps[index])
+        self._journal.mismatches.add(f"{self.label}: client frame {index}: {summarize(differences)}")
+        text = f"{self.label}: client frame {index} differs from the recording:\n{format_differences(differences)}"
+        reason = f"frame {index} mismatch: {summarize(differences)}"
+        if self._options.on_mismatch == "fail":
+            return self._mismatch(text, MISMATCH_CODE, reason)
+        return (Log(logging.WARNING, text), *self._play(self._script.steps[index]))
+
+    def client_closed(self, code: int | None, reason: str = "") -> Sequence[Action]:
+        """The live client closed (or dropped) the connection; nothing more will be played."""
+        if self._finished:
+            return ()
+        self._finished = True
+        expected = len(self._script.client_frames)
+        if self._received < expected:
+            text = f"{self.label}: client closed ({code}) after {self._received} of {expected} recorded client frames"
+            self._journal.incomplete.add(text)
+            return (Log(logging.INFO, text),)
+        return ()
+
+    def _mismatch(self, text: str, code: int, reason: str) -> Sequence[Action]:
+        if self._options.on_mismatch == "fail":
+            self._finished = True
+            return (Log(logging.WARNING, text), Close(code, _truncate_utf8(reason)))
+        return (Log(logging.WARNING, text),)
+
+    def _play(self, step: tuple[Action, ...]) -> Sequence[Action]:
+        if step and isinstance(step[-1], Close | Abort):
+            self._finished = True
+        return step
+
+
+# --- the session ------------------------------------------------------------------
+
+
+@dataclass
+class _HttpSequence:
+    """Recorded exchanges for one request, answered in order; the last one repeats."""
+
+    request: HttpRequest
+    exchanges: list[HttpExchange]
+    answers: list[Respond | Fail]
+    served: int = 0
+
+    def next_answer(self) -> Respond | Fail:
+        answer = self.answers[min(self.served, len(self.answers) - 1)]
+        self.served += 1
+        return answer
+
+
+@dataclass
+class _RecordedUpgrade:
+    """One recorded upgrade: accepted (with its script), refused, or failed."""
+
+    record: WebSocketOpen | HttpExchange
+    answer: Refused | Fail | None
+    script: _Script | None
+    uses: int = 0
+
+    @property
+    def request(self) -> HttpRequest:
+        return self.record.request
+
+
+class ReplaySession:
+    """Answers live traffic from one cassette. Use from one event loop only (not thread-safe)."""
+
+    def __init__(self, cassette: Cassette, options: ReplayOptions | None = None) -> None:
+        self.cassette = cassette
+        self.options = options or ReplayOptions()
+        self._ignore = Ignore.parse(self.options.ignore)
+        self._journal = _Journal()
+        self._http: dict[tuple[str, str], list[_HttpSequence]] = {}
+        self._upgrades: dict[str, list[_RecordedUpgrade]] = {}
+        self._index(cassette.records)
+
+    # indexing
+
+    def _index(self, records: Sequence[Record]) -> None:
+        """Index exchanges by (method, path) and upgrades by path, upgrades in recording order.
+
+        A response-less exchange's failure message is the next failure recorded under its id.
+        """
+        conversations: dict[int, tuple[int, WebSocketOpen, list[Record]]] = {}
+        exchanges: list[tuple[int, HttpExchange]] = []
+        messages: dict[int, str] = {}
+        awaiting_failure: dict[int, int] = {}
+        upgrades: list[tuple[int, _RecordedUpgrade]] = []
+        for position, record in enumerate(records):
+            match record:
+                case HttpExchange():
+                    exchanges.append((position, record))
+                    if record.response is None:
+                        awaiting_failure[record.id] = position
+                case WebSocketOpen() if record.accepted:
+                    conversations[record.id] = (position, record, [])
+                case WebSocketOpen():
+                    upgrades.append((position, _RecordedUpgrade(record, Refused(record.response), None)))
+                case WebSocketFrame(id=record_id) if record_id in conversations:
+                    conversations[record_id][2].append(record)
+                case WebSocketClose(id=record_id) | ConnectionFailure(id=record_id) if record_id in conversations:
+                    opened_at, open_record, script_records = conversations.pop(record_id)
+                    script_records.append(record)
+                    upgrades.append((opened_at, self._recorded_connection(open_record, script_records)))
+                case ConnectionFailure(id=record_id) if record_id in awaiting_failure:
+                    messages[awaiting_failure.pop(record_id)] = record.message
+        for opened_at, open_record, script_records in conversations.values():
+            upgrades.append((opened_at, self._recorded_connection(open_record, script_records)))
+        for position, exchange in exchanges:
+            answer = self._exchange_answer(exchange, messages.get(position, NO_RESPONSE))
+            if exchange.request.is_websocket_upgrade:
+                refusal = answer if isinstance(answer, Fail) else Refused(answer.response)
+                upgrades.append((position, _RecordedUpgrade(exchange, refusal, None)))
+            else:
+                self._add_exchange(exchange, answer)
+        for _, upgrade in sorted(upgrades, key=lambda item: item[0]):
+            self._upgrades.setdefault(shape(upgrade.request.path), []).append(upgrade)
+
+    def _exchange_answer(self, exchange: HttpExchange, failure: str) -> Respond | Fail:
+        if exchange.response is None:
+            return Fail(failure)
+        return Respond(exchange.response, self.options.scaled(exchange.duration))
+
+    def _add_exchange(self, exchange: HttpExchange, answer: Respond | Fail) -> None:
+        bucket = self._http.setdefault(_http_key(exchange.request), [])
+        for sequence in bucket:
+            if not match_request(sequence.request, exchange.request, self.options.http_matchers, self._ignore):
+                sequence.exchanges.append(exchange)
+                sequence.answers.append(answer)
+                return
+        bucket.append(_HttpSequence(exchange.request, [exchange], [answer]))
+
+    def _recorded_connection(self, open_record: WebSocketOpen, records: list[Record]) -> _RecordedUpgrade:
+        return _RecordedUpgrade(open_record, None, _compile_script(open_record, records, self.options))
+
+    # answering
+
+    def answer_http(self, request: HttpRequest) -> HttpAnswer:
+        """The recorded answer for a plain HTTP request; repeated requests get successive answers."""
+        for sequence in self._http.get(_http_key(request), ()):
+            if not match_request(sequence.request, request, self.options.http_matchers, self._ignore):
+                answer = sequence.next_answer()
+                self._journal.http_served += 1
+                self._journal.failures_replayed += isinstance(answer, Fail)
+                return answer
+        candidates = (sequence.request for bucket in self._http.values() for sequence in bucket)
+        return self._unmatched("HTTP request", request, candidates, self.options.http_matchers)
+
+    def open_websocket(self, request: HttpRequest) -> UpgradeAnswer:
+        """The first unused recorded upgrade matching `request` (the last match repeats once all are used)."""
+        matching: _RecordedUpgrade | None = None
+        for upgrade in self._upgrades.get(shape(request.path), ()):
+            if match_request(upgrade.request, request, self.options.websocket_matchers, self._ignore):
+                continue
+            matching = upgrade
+            if upgrade.uses == 0:
+                break
+        if matching is None:
+            candidates = (upgrade.request for bucket in self._upgrades.values() for upgrade in bucket)
+            return self._unmatched("WebSocket upgrade", request, candidates, self.options.websocket_matchers)
+        matching.uses += 1
+        if matching.script is None:
+            assert matching.answer is not None
+            if isinstance(matching.answer, Fail):
+                self._journal.failures_replayed += 1
+            else:
+                self._journal.websockets_refused += 1
+            return matching.answer
+        self._journal.websockets_accepted += 1
+        script = matching.script
+        player = ConnectionPlayer(script, self.options, self._ignore, self._journal)
+        return Accepted(player, select_subprotocol(script.open, request), script.open.extensions)
+
+    def _unmatched(
+        self, kind: str, request: HttpRequest, candidates: Iterable[HttpRequest], matchers: Sequence[RequestMatcher]
+    ) -> Unmatched:
+        found = closest(request, candidates, matchers, self._ignore)
+        what = f"{request.method} {request.target}"
+        self._journal.unmatched.add(
+            f"{kind} {what}" + (f" (closest {found[0].method} {found[0].target}: {summarize(found[1])})" if found else "")
+        )
+        return Unmatched(_not_found(kind, request, found), _unmatched_message(kind, what, found))
+
+    def report(self) -> ReplayReport:
+        journal = self._journal
+        unused_exchanges = tuple(
+            describe(exchange)
+            for bucket in self._http.values()
+            for sequence in bucket
+            for exchange in sequence.exchanges[sequence.served :]
+        )
+        unused_connections = tuple(
+            describe(upgrade.record) for bucket in self._upgrades.values() for upgrade in bucket if not upgrade.uses
+        )
+        return ReplayReport(
+            http_served=journal.http_served,
+            websockets_accepted=journal.websockets_accepted,
+            websockets_refused=journal.websockets_refused,
+            failures_replayed=journal.failures_replayed,
+            unmatched=tuple(journal.unmatched.items),
+            unmatched_count=journal.unmatched.count,
+            mismatches=tuple(journal.mismatches.items),
+            mismatch_count=journal.mismatches.count,
+            incomplete=tuple(journal.incomplete.items),
+            unused_exchanges=unused_exchanges,
+            unused_connections=unused_connections,
+        )
+
+
+def _http_key(request: HttpRequest) -> tuple[str, str]:
+    return request.method.upper(), shape(request.path)
+
+
+def select_subprotocol(recorded: WebSocketOpen, live: HttpRequest) -> str | None:
+    """The live offered subprotocol standing where the recorded selection stood in the recorded offer.
+
+    Clients send a fresh token each run (``jwt.<token>``) and reject an echo of the old one.
+    """
+    chosen = recorded.subprotocol
+    if chosen is None:
+        return None
+    offered, live_offered = recorded.request.offered_subprotocols, live.offered_subprotocols
+    if chosen in live_offered:
+        return chosen
+    if chosen in offered and offered.index(chosen) < len(live_offered):
+        candidate = live_offered[offered.index(chosen)]
+        if shape(candidate) == shape(chosen):
+            return candidate
+    return next((value for value in live_offered if shape(value) == shape(chosen)), None)
+
+
+def _not_found(kind: str, request: HttpRequest, found: tuple[HttpRequest, list[Difference]] | None) -> HttpResponse:
+    document = {
+        "error": f"wsreplay: no recorded {kind} matches this request",
+        "request": f"{request.method} {request.target}",
+        "closest": None if found is None else f"{found[0].method} {found[0].target}",
+        "differences": [] if found is None else [str(difference) for difference in found[1]],
+    }
+    return HttpResponse(
+        404,
+        "Not Found",
+        headers=(("Content-Type", "application/json"),),
+        body=json.dumps(document, ensure_ascii=False).encode(),
+    )
+
+
+def _unmatched_message(kind: str, what: str, found: tuple[HttpRequest, list[Difference]] | None) -> str:
+    if found is None:
+        return f"unmatched {kind} {what}: the cassette has no {kind} to compare with"
+    recorded, differences = found
+    return (
+        f"unmatched {kind} {what}; closest recorded: {recorded.method} {recorded.target}\n"
+        f"{format_differences(differences)}"
+    )
