@@ -12,13 +12,15 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 
 from mitmproxy import ctx, exceptions, http
 
 import proxy
 from proxy.cassette import CassetteError, CassetteWriter
 from proxy.flows import request_record, response_record
-from proxy.recording import Recording, RecordTransform
+from proxy.recording import Recording
+from proxy.redaction import RedactionRules, Redactor
 from proxy.records import (
     CassetteHeader,
     ConnectionFailure,
@@ -36,8 +38,8 @@ PROGRESS_EVERY_SECONDS = 1.0
 class Recorder:
     """Writes every exchange, upgrade, frame, close and failure to ``wsreplay_output``."""
 
-    def __init__(self, transform: RecordTransform | None = None) -> None:
-        self.transform = transform
+    def __init__(self) -> None:
+        self.redactor: Redactor | None = None
         self.recording: Recording | None = None
         self._progress_at: dict[str, float] = {}
 
@@ -48,6 +50,19 @@ class Recorder:
         )
         loader.add_option(
             "wsreplay_metadata", str, "{}", "JSON object stored in the cassette header (test name, environment...)."
+        )
+        loader.add_option(
+            "wsreplay_redact",
+            bool,
+            True,
+            "Replace secrets (auth headers, cookies, key/token/secret/password fields, JWT signatures) "
+            "with placeholders before they reach the cassette.",
+        )
+        loader.add_option(
+            "wsreplay_redact_headers", Sequence[str], [], "More header names or glob patterns to redact."
+        )
+        loader.add_option(
+            "wsreplay_redact_fields", Sequence[str], [], "More JSON field, query or form names (or globs) to redact."
         )
 
     def configure(self, updated: set[str]) -> None:
@@ -71,8 +86,18 @@ class Recorder:
             writer = CassetteWriter(ctx.options.wsreplay_output, header, overwrite=ctx.options.wsreplay_overwrite)
         except CassetteError as exc:
             raise exceptions.OptionsError(str(exc)) from None
-        self.recording = Recording(writer, self.transform)
+        self.redactor = self._new_redactor()
+        self.recording = Recording(writer, self.redactor)
         log.info("recording into %s", writer.path)
+
+    @staticmethod
+    def _new_redactor() -> Redactor | None:
+        if not ctx.options.wsreplay_redact:
+            return None
+        rules = RedactionRules().extended(
+            headers=ctx.options.wsreplay_redact_headers, fields=ctx.options.wsreplay_redact_fields
+        )
+        return Redactor(rules)
 
     def response(self, flow: http.HTTPFlow) -> None:
         recording = self.recording
@@ -83,17 +108,20 @@ class Recorder:
         response = response_record(flow.response)
         if request.is_websocket_upgrade:
             opened_at = recording.offset(flow.response.timestamp_start or time.time())
-            recording.add(WebSocketOpen(record_id, opened_at, request, response))
+            opened = recording.add(WebSocketOpen(record_id, opened_at, request, response))
             verb = "opened" if response.status == 101 else f"refused {response.status}"
-            log.info("ws #%d %s %s", record_id, request.target, verb)
+            log.info("ws #%d %s %s", record_id, opened.request.target, verb)
             if response.status != 101:
                 recording.forget(flow.id)
             return
         started = flow.request.timestamp_start
         duration = (flow.response.timestamp_end or time.time()) - started
-        recording.add(HttpExchange(record_id, recording.offset(started), request, response, duration))
+        written = recording.add(HttpExchange(record_id, recording.offset(started), request, response, duration))
         recording.forget(flow.id)
-        log.info("%s %s -> %d %s", request.method, request.target, response.status, _preview(response.body))
+        assert written.response is not None
+        log.info(
+            "%s %s -> %d %s", request.method, written.request.target, response.status, _preview(written.response.body)
+        )
 
     def error(self, flow: http.HTTPFlow) -> None:
         recording = self.recording
@@ -105,9 +133,9 @@ class Recorder:
             started = recording.offset(flow.request.timestamp_start)
             response = response_record(flow.response) if flow.response else None
             recording.add(HttpExchange(record_id, started, request, response, 0.0))
-        recording.add(ConnectionFailure(record_id, recording.offset(time.time()), flow.error.msg))
+        failure = recording.add(ConnectionFailure(record_id, recording.offset(time.time()), flow.error.msg))
         recording.forget(flow.id)
-        log.info("#%d %s failed: %s", record_id, flow.request.path, flow.error.msg)
+        log.info("#%d failed: %s", record_id, failure.message)
 
     def websocket_message(self, flow: http.HTTPFlow) -> None:
         recording = self.recording
@@ -149,6 +177,8 @@ class Recorder:
         if self.recording is None:
             return
         recording, self.recording = self.recording, None
+        if self.redactor is not None:
+            recording.writer.write(self.redactor.summary_annotation(recording.offset(time.time())))
         recording.close()
         log.info("recorded %s: %s", recording.writer.path, recording.stats.summary(recording.writer.bytes_written))
 

@@ -19,7 +19,9 @@ import proxy
 from proxy.cassette import CassetteError, open_cassette
 
 if TYPE_CHECKING:
+    from proxy.cassette import Cassette
     from proxy.mitm import ProxyHost, ProxySettings
+    from proxy.redaction import RedactionRules
 from proxy.timeline import record_as_dict, timeline_line
 
 EXIT_BAD_INPUT = 2
@@ -92,6 +94,27 @@ async def run_until_stopped(
     return status
 
 
+redaction_options = [
+    click.option("--redact-header", multiple=True, metavar="NAME|GLOB", help="Another header to treat as secret (repeatable)."),
+    click.option("--redact-field", multiple=True, metavar="NAME|GLOB", help="Another JSON, query or form field to treat as secret (repeatable)."),
+]
+
+
+def with_options(options: list[Callable]) -> Callable:
+    def decorate(command: Callable) -> Callable:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+def _rules(redact_header: tuple[str, ...], redact_field: tuple[str, ...]) -> RedactionRules:
+    from proxy.redaction import RedactionRules
+
+    return RedactionRules().extended(headers=redact_header, fields=redact_field)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(proxy.__version__, prog_name="wsreplay")
 def main() -> None:
@@ -121,6 +144,8 @@ def main() -> None:
     metavar="HOST=ADDRESS[:PORT]",
     help="Connect to ADDRESS instead of resolving HOST, like curl --resolve (repeatable).",
 )
+@click.option("--no-redact", is_flag=True, help="Keep secrets in the cassette (it is then not safe to share).")
+@with_options(redaction_options)
 def record(
     upstream: str | None,
     listen: tuple[str, int],
@@ -132,8 +157,15 @@ def record(
     insecure: bool,
     upstream_ca: str | None,
     resolve: tuple[str, ...],
+    no_redact: bool,
+    redact_header: tuple[str, ...],
+    redact_field: tuple[str, ...],
 ) -> None:
-    """Record everything between clients and the upstream into a cassette."""
+    """Record everything between clients and the upstream into a cassette.
+
+    Secrets are redacted by default: auth headers, cookies, fields named like keys,
+    tokens, secrets or passwords, and JWT signatures (their claims stay readable).
+    """
     from addons.recorder import Recorder
     from addons.resolver import Resolver
     from proxy.mitm import ProxySettings, ProxyStartError
@@ -159,6 +191,9 @@ def record(
             "wsreplay_overwrite": "true" if overwrite else "false",
             "wsreplay_metadata": json.dumps(metadata),
             "wsreplay_resolve": list(resolve),
+            "wsreplay_redact": "false" if no_redact else "true",
+            "wsreplay_redact_headers": list(redact_header),
+            "wsreplay_redact_fields": list(redact_field),
         },
     )
     recorder = Recorder()
@@ -252,3 +287,56 @@ def sample_server(
         pass
     except OSError as exc:
         fail(f"cannot listen on {listen[0]}:{listen[1]}: {exc.strerror}")
+
+
+def _load(path: Path) -> Cassette:
+    from proxy.cassette import load_cassette
+
+    try:
+        cassette = load_cassette(path)
+    except CassetteError as exc:
+        fail(str(exc))
+    if cassette.truncated_at is not None:
+        click.echo(
+            f"wsreplay: warning: {path} ends with an incomplete record at byte {cassette.truncated_at}; "
+            f"using the {len(cassette.records)} complete records",
+            err=True,
+        )
+    return cassette
+
+
+@main.command()
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--overwrite", is_flag=True, help="Replace the output if it exists.")
+@with_options(redaction_options)
+def redact(source: Path, output: Path, overwrite: bool, redact_header: tuple[str, ...], redact_field: tuple[str, ...]) -> None:
+    """Write a copy of a cassette with its secrets replaced by placeholders."""
+    from proxy.cassette import write_cassette
+    from proxy.redaction import redact_cassette
+
+    cassette = _load(source)
+    redacted = redact_cassette(cassette, _rules(redact_header, redact_field))
+    try:
+        write_cassette(output, redacted, overwrite=overwrite)
+    except CassetteError as exc:
+        fail(f"{exc} (pass --overwrite to replace it)" if "exists" in str(exc) else str(exc))
+    summary = redacted.records[-1]
+    count = sum(entry["count"] for entry in summary.data.get("redactions", [])) if summary.id == 0 else 0
+    click.echo(f"wsreplay: wrote {output} ({count} values redacted)", err=True)
+
+
+@main.command()
+@click.argument("cassette", type=click.Path(path_type=Path))
+@with_options(redaction_options)
+def scan(cassette: Path, redact_header: tuple[str, ...], redact_field: tuple[str, ...]) -> None:
+    """Exit 1 and list the places where something that looks like a secret remains."""
+    from proxy.scan import scan_cassette
+
+    findings = scan_cassette(_load(cassette), _rules(redact_header, redact_field))
+    for finding in findings:
+        click.echo(str(finding))
+    if findings:
+        click.echo(f"wsreplay: {len(findings)} possible secrets in {cassette}; run `wsreplay redact` on it", err=True)
+        sys.exit(1)
+    click.echo(f"wsreplay: no secrets found in {cassette}", err=True)

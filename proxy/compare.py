@@ -418,14 +418,22 @@ def _shape_changes(where: str, what: str, a: bytes, b: bytes) -> list[Change]:
         kind_a = shape_a if isinstance(shape_a, str) else "JSON"
         kind_b = shape_b if isinstance(shape_b, str) else "JSON"
         return [Change(where, "body_shape", f"{what} {kind_a} became {kind_b}", {"body": what})]
-    removed = sorted(shape_a.keys() - shape_b.keys())
-    added = sorted(shape_b.keys() - shape_a.keys())
+    removed = _outermost(shape_a.keys() - shape_b.keys())
+    added = _outermost(shape_b.keys() - shape_a.keys())
     retyped = sorted(path for path in shape_a.keys() & shape_b.keys() if shape_a[path] != shape_b[path])
     parts = [f"without {', '.join(removed)}"] if removed else []
     parts += [f"with new {', '.join(added)}"] if added else []
     parts += [f"{path} {_types(shape_a[path])} became {_types(shape_b[path])}" for path in retyped]
     detail = {"body": what, "removed": removed, "added": added, "retyped": retyped}
     return [Change(where, "body_shape", f"{what} shape changed: {'; '.join(parts)}", detail)]
+
+
+def _outermost(paths: set[str]) -> list[str]:
+    """The paths not inside another of them (``user`` stands for ``user.id`` too)."""
+    return sorted(
+        path for path in paths
+        if not any(path.startswith(other + ".") or path.startswith(other + "[]") for other in paths)
+    )
 
 
 def _types(types: set[str]) -> str:

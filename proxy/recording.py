@@ -67,11 +67,13 @@ class Recording:
         """Seconds since the cassette was created, for a wall-clock timestamp."""
         return max(0.0, wall_time - self.origin)
 
-    def add(self, record: Record) -> None:
+    def add(self, record: Record) -> Record:
+        """Transform (redact) and write a record; return what was written."""
         if self.transform is not None:
             record = self.transform(record)
         self.writer.write(record)
         self._count(record)
+        return record
 
     def _count(self, record: Record) -> None:
         stats = self.stats

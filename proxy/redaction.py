@@ -51,6 +51,8 @@ __all__ = [
     "is_placeholder",
     "is_redacted_jwt",
     "map_record",
+    "name_says_secret",
+    "placeholder_signature",
     "redact_cassette",
     "sub_jwts",
 ]
@@ -240,7 +242,8 @@ class _Walk:
 
     def response(self, response: HttpResponse, side: str) -> HttpResponse:
         body = self.body(response.body, response.headers, f"{side} body")
-        return replace(response, headers=_fix_length(self.headers(response.headers, side), response.body, body), body=body)
+        headers = _fix_length(self.headers(response.headers, side), response.body, body)
+        return replace(response, headers=headers, body=body)
 
     def headers(self, headers: Headers, side: str) -> Headers:
         return tuple((name, self.header(name, value, f"{side} header {name}")) for name, value in headers)

@@ -41,7 +41,6 @@ NO_STATUS: Final = 1005
 NORMAL: Final = 1000
 _NOT_FORWARDED: Final = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "upgrade"})
 _ADDED_BY_AIOHTTP: Final = ("Date", "Server", "Content-Type")
-_RECORDED_HEADERS: Final = "wsreplay.recorded_headers"
 _OPCODES: Final = {True: WSMsgType.TEXT, False: WSMsgType.BINARY}
 
 
@@ -247,28 +246,28 @@ async def _answer(answer: Answer) -> web.Response:
         log.warning("%s", answer.message)
     if answer.delay:
         await asyncio.sleep(answer.delay)
-    return _recorded_response(answer.response)
+    return _RecordedResponse(answer.response)
 
 
-def _recorded_response(response: HttpResponse) -> web.Response:
+class _RecordedResponse(web.Response):
     """An aiohttp response with exactly the recorded status, reason, headers and body."""
-    headers = CIMultiDict((name, value) for name, value in response.headers if name.lower() not in _NOT_FORWARDED)
-    answer = web.Response(status=response.status, reason=response.reason or None, headers=headers, body=response.body)
-    answer[_RECORDED_HEADERS] = frozenset(name.lower() for name, _ in response.headers)
-    return answer
+
+    def __init__(self, response: HttpResponse) -> None:
+        headers = CIMultiDict((name, value) for name, value in response.headers if name.lower() not in _NOT_FORWARDED)
+        super().__init__(status=response.status, reason=response.reason or None, headers=headers, body=response.body)
+        self.recorded_headers = frozenset(name.lower() for name, _ in response.headers)
 
 
 def _text_response(status: int, text: str) -> web.Response:
-    return _recorded_response(
+    return _RecordedResponse(
         HttpResponse(status, headers=(("Content-Type", "text/plain; charset=utf-8"),), body=text.encode())
     )
 
 
 async def _keep_recorded_headers(request: web.Request, response: web.StreamResponse) -> None:
     """Remove the headers aiohttp adds by itself (Date...) when the recording lacks them."""
-    recorded = response.get(_RECORDED_HEADERS)
-    if recorded is None:
+    if not isinstance(response, _RecordedResponse):
         return
     for name in _ADDED_BY_AIOHTTP:
-        if name.lower() not in recorded:
+        if name.lower() not in response.recorded_headers:
             response.headers.popall(name, None)

@@ -8,7 +8,6 @@ expectation count; heartbeats, acks and system messages are ignored.
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -229,7 +228,7 @@ def verify_records(
         for number, (request, names) in enumerate(turns, 1):
             events = [name for name in names if name in wanted]
             others = [name for name in dict.fromkeys(names) if name not in wanted and name not in NOT_AGENT_EVENTS]
-            close = describe_close(connection.close) if number == len(turns) else None
+            close = f"connection {describe_close(connection.close)}" if number == len(turns) else None
             missing = tuple(sorted(missing_events(steps, events)))
             results.append(
                 TurnResult(

@@ -13,6 +13,7 @@ from proxy.jwt import mint_access_token
 from proxy.matchers import (
     DEFAULT_HTTP_MATCHERS,
     DEFAULT_WEBSOCKET_MATCHERS,
+    MISSING,
     Difference,
     Ignore,
     body,
@@ -124,9 +125,9 @@ def test_structural_differences_are_reported_with_paths() -> None:
     differences = compare_json(recorded, live)
     assert differences == [
         Difference("$.type", "message", "user_message"),
-        Difference("$.payload.tags[1]", "b", differences[1].received),
+        Difference("$.payload.tags[1]", "b", MISSING),
         Difference("$.critical", True, 1),
-        Difference("$.extra", differences[3].expected, 2),
+        Difference("$.extra", MISSING, 2),
     ]
     text = format_differences(differences)
     assert '$.type: expected "message", received "user_message"' in text
@@ -217,7 +218,7 @@ def test_method_path_query_and_body_matchers() -> None:
     assert query(request(query_="a=1&token=x"), request(query_=f"token={token()}&a=1"), ignore) == []
     assert query(request(query_="a=1"), request(query_="a=2&b=3"), ignore) == [
         Difference("query.a", "1", "2"),
-        Difference("query.b", query(request(query_="a=1"), request(query_="b=3"), ignore)[1].expected, "3"),
+        Difference("query.b", MISSING, "3"),
     ]
 
 

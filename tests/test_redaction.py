@@ -18,7 +18,6 @@ from addons.recorder import Recorder
 from proxy.cassette import Cassette, load_cassette, write_cassette
 from proxy.jwt import decode_unverified, encode_hs256, mint_access_token
 from proxy.mitm import ProxyHost, ProxySettings
-from proxy.recording import RecordTransform
 from proxy.records import (
     Annotation,
     CassetteHeader,
@@ -59,16 +58,20 @@ def signature(token: str) -> str:
 
 
 def request(
-    path: str = "/", *, query: str = "", headers: tuple[tuple[str, str], ...] = (), body: bytes = b"", method: str = "GET"
+    path: str = "/",
+    *,
+    query: str = "",
+    headers: tuple[tuple[str, str], ...] = (),
+    body: bytes = b"",
+    method: str = "GET",
 ) -> HttpRequest:
     return HttpRequest(method, "https", "api.staging.example", 443, path, query, headers=headers, body=body)
 
 
 def json_response(payload: Any, *headers: tuple[str, str], separators: tuple[str, str] = (", ", ": ")) -> HttpResponse:
     body = json.dumps(payload, separators=separators).encode()
-    return HttpResponse(
-        200, "OK", headers=(("Content-Type", "application/json"), ("Content-Length", str(len(body))), *headers), body=body
-    )
+    headers = (("Content-Type", "application/json"), ("Content-Length", str(len(body))), *headers)
+    return HttpResponse(200, "OK", headers=headers, body=body)
 
 
 def login(token: str = TOKEN, refresh: str = REFRESH) -> HttpExchange:
@@ -128,14 +131,17 @@ def test_names_that_say_secret(name: str) -> None:
     assert name_says_secret(name, RedactionRules().secret_words)
 
 
-@pytest.mark.parametrize("name", ["token_type", "max_tokens", "key_id", "Keep-Alive", "X-Test-Session", "monkey", "thread_id"])
+@pytest.mark.parametrize(
+    "name", ["token_type", "max_tokens", "key_id", "Keep-Alive", "X-Test-Session", "monkey", "thread_id"]
+)
 def test_names_that_do_not(name: str) -> None:
     assert not name_says_secret(name, RedactionRules().secret_words)
 
 
 def test_rules_defaults_exemptions_and_extensions() -> None:
     rules = RedactionRules()
-    assert all(rules.header_is_secret(name) for name in ("authorization", "Proxy-Authorization", "COOKIE", "Set-Cookie"))
+    for name in ("authorization", "Proxy-Authorization", "COOKIE", "Set-Cookie"):
+        assert rules.header_is_secret(name)
     assert not rules.header_is_secret("Sec-WebSocket-Key")
     extended = rules.extended(headers=["X-Internal-*"], fields=["session_*"])
     assert extended.header_is_secret("x-internal-signature") and not rules.header_is_secret("X-Internal-Signature")
@@ -217,7 +223,8 @@ def test_extra_field_rules_apply_to_json_query_and_form() -> None:
     redacted = Redactor(rules)(record)
     placeholder = "%3Credacted%3Asecret-1%3E"
     assert redacted.request.query == f"session_ref={placeholder}&page=2"
-    assert redacted.request.body == f"session_ref={placeholder}&grant_type=password&password=%3Credacted%3Asecret-2%3E".encode()
+    password = "%3Credacted%3Asecret-2%3E"
+    assert redacted.request.body == f"session_ref={placeholder}&grant_type=password&password={password}".encode()
     assert header(redacted.request.headers, "Content-Length") == str(len(redacted.request.body))
     assert body_json(redacted.response) == {"session_ref": "<redacted:secret-1>", "ok": True}
 
@@ -233,7 +240,8 @@ def test_non_json_bodies_lose_jwts_and_known_secrets() -> None:
     redactor = Redactor()
     redactor(login())
     text = f"debug: bearer={TOKEN} refresh={REFRESH} end".encode()
-    plain = redactor(HttpExchange(3, 1.0, request(), HttpResponse(200, headers=(("Content-Type", "text/plain"),), body=text)))
+    response = HttpResponse(200, headers=(("Content-Type", "text/plain"),), body=text)
+    plain = redactor(HttpExchange(3, 1.0, request(), response))
     assert plain.response is not None
     assert plain.response.body.decode() == (
         f"debug: bearer={TOKEN.rpartition('.')[0]}.{placeholder_signature(1)} refresh=<redacted:secret-2> end"
@@ -285,9 +293,8 @@ def test_one_secret_one_placeholder_across_the_session() -> None:
     redactor = Redactor()
     logged_in = redactor(login())
     opened = redactor(upgrade(query=f"token={TOKEN}&v=2"))
-    raw_protocol = redactor(
-        WebSocketOpen(4, 0.4, request("/ws", headers=(("Sec-WebSocket-Protocol", f"jwt-auth, jwt.{TOKEN}"),)), HttpResponse(403))
-    )
+    raw_headers = (("Sec-WebSocket-Protocol", f"jwt-auth, jwt.{TOKEN}"),)
+    raw_protocol = redactor(WebSocketOpen(4, 0.4, request("/ws", headers=raw_headers), HttpResponse(403)))
     refreshed = redactor(frame({"type": "refresh", "refresh_token": REFRESH}, from_client=True))
     other = redactor(upgrade(OTHER_TOKEN))
     assert isinstance(opened, WebSocketOpen) and isinstance(other, WebSocketOpen)
@@ -397,14 +404,14 @@ def test_scan_passes_a_redacted_cassette() -> None:
 
 @asynccontextmanager
 async def recording_proxy(
-    upstream_port: int, output: Path, confdir: Path, transform: RecordTransform | None
+    upstream_port: int, output: Path, confdir: Path, redact: bool
 ) -> AsyncIterator[int]:
     settings = ProxySettings(
         mode=f"reverse:http://127.0.0.1:{upstream_port}",
         confdir=str(confdir),
-        extra_options={"wsreplay_output": str(output)},
+        extra_options={"wsreplay_output": str(output), "wsreplay_redact": str(redact).lower()},
     )
-    host = ProxyHost(settings, [Recorder(transform=transform)])
+    host = ProxyHost(settings, [Recorder()])
     _, port = await asyncio.wait_for(host.start(), TIMEOUT)
     try:
         yield port
@@ -450,9 +457,9 @@ async def test_recording_the_staging_session_leaves_no_secret_in_the_file(tmp_pa
     server = await asyncio.wait_for(start_sample_server(), TIMEOUT)
     try:
         redacted_path, plain_path = tmp_path / "redacted.cassette", tmp_path / "plain.cassette"
-        async with recording_proxy(server.port, redacted_path, tmp_path / "mitm", Redactor()) as port:
+        async with recording_proxy(server.port, redacted_path, tmp_path / "mitm", True) as port:
             secrets = await staging_session(port)
-        async with recording_proxy(server.port, plain_path, tmp_path / "mitm", None) as port:
+        async with recording_proxy(server.port, plain_path, tmp_path / "mitm", False) as port:
             await staging_session(port)
     finally:
         await asyncio.wait_for(server.close(), TIMEOUT)
@@ -466,6 +473,9 @@ async def test_recording_the_staging_session_leaves_no_secret_in_the_file(tmp_pa
     token = opened.request.header("Authorization").removeprefix("Bearer ")
     assert is_redacted_jwt(token) and decode_unverified(token)[1]["aud"] == "netra-platform"
     assert any(isinstance(r, WebSocketFrame) and b"agent_completed" in r.payload for r in redacted.records)
+    summary = redacted.records[-1]
+    assert isinstance(summary, Annotation)
+    assert "request header X-E2E-Bypass-Key" in {entry["where"] for entry in summary.data["redactions"]}
 
     leaks = {finding.where for finding in scan_cassette(load_cassette(plain_path))}
     assert {

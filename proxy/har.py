@@ -1,0 +1,506 @@
+"""Cassettes as HAR 1.2 (and back), and as plain JSON.
+
+WebSocket frames follow Chrome's convention: the upgrade's entry carries
+``_resourceType: "websocket"`` and ``_webSocketMessages`` (``type`` send/receive,
+``time`` in epoch seconds, ``opcode`` 1 text or 2 binary with base64 ``data``).
+What HAR has no field for goes in underscore fields: ``_webSocketClose``,
+``_failures`` and ``log._wsreplay`` (the cassette header, annotations).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from mitmproxy.net import encoding
+
+import proxy
+from proxy.cassette import Cassette, CassetteError, decode_header, encode_header
+from proxy.records import (
+    Annotation,
+    CassetteHeader,
+    ConnectionFailure,
+    Headers,
+    HttpExchange,
+    HttpRequest,
+    HttpResponse,
+    Record,
+    WebSocketClose,
+    WebSocketFrame,
+    WebSocketOpen,
+    header_value,
+)
+from proxy.timeline import record_as_dict
+
+HAR_VERSION = "1.2"
+OPCODE_TEXT = 1
+OPCODE_BINARY = 2
+DEFAULT_PORTS = {"http": 80, "https": 443}
+WS_SCHEMES = {"http": "ws", "https": "wss"}
+HTTP_SCHEMES = {"ws": "http", "wss": "https", "http": "http", "https": "https"}
+EPOCH_MILLISECONDS = 1e11
+"""A message ``time`` above this is epoch milliseconds (Playwright), below it epoch seconds (Chrome)."""
+EPOCH_SECONDS = 1e8
+"""A message ``time`` below this is no epoch at all: seconds on some other clock."""
+HTTP_VERSIONS = {"h2": "HTTP/2.0", "http/2.0": "HTTP/2.0", "h3": "HTTP/3", "http/1.1": "HTTP/1.1", "http/1.0": "HTTP/1.0"}
+
+
+class HarError(CassetteError):
+    """A HAR file that cannot be imported; the message is one sentence for the user."""
+
+
+def cassette_as_json(cassette: Cassette) -> dict[str, Any]:
+    """The whole cassette as readable JSON (``export --format json``)."""
+    return {"header": encode_header(cassette.header), "records": [record_as_dict(r) for r in cassette.records]}
+
+
+# --- export ---------------------------------------------------------------------
+
+
+@dataclass
+class _Group:
+    """An exchange or WebSocket connection with the records that followed it."""
+
+    head: HttpExchange | WebSocketOpen
+    frames: list[WebSocketFrame] = field(default_factory=list)
+    close: WebSocketClose | None = None
+    failures: list[ConnectionFailure] = field(default_factory=list)
+
+
+def _group(records: Iterable[Record]) -> tuple[list[_Group], list[Record]]:
+    """Records per exchange or connection (in order of appearance), and the loose ones."""
+    groups: dict[int, _Group] = {}
+    loose: list[Record] = []
+    for record in records:
+        group = groups.get(record.id)
+        match record:
+            case HttpExchange() | WebSocketOpen():
+                groups[record.id] = _Group(record)
+            case WebSocketFrame() if group:
+                group.frames.append(record)
+            case WebSocketClose() if group:
+                group.close = record
+            case ConnectionFailure() if group:
+                group.failures.append(record)
+            case _:
+                loose.append(record)
+    return list(groups.values()), loose
+
+
+def cassette_to_har(cassette: Cassette) -> dict[str, Any]:
+    """A HAR 1.2 log of the cassette: one entry per exchange and per WebSocket upgrade."""
+    origin = round(cassette.header.created, 6)
+    groups, loose = _group(cassette.records)
+    return {
+        "log": {
+            "version": HAR_VERSION,
+            "creator": {"name": "wsreplay", "version": proxy.__version__},
+            "entries": [_entry(group, origin) for group in groups],
+            "_wsreplay": {
+                "header": encode_header(cassette.header),
+                "annotations": [{"id": r.id, "time": r.time, "data": r.data} for r in loose if isinstance(r, Annotation)],
+                "failures": [
+                    {"id": r.id, "time": r.time, "message": r.message} for r in loose if isinstance(r, ConnectionFailure)
+                ],
+            },
+        }
+    }
+
+
+def iso_time(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _milliseconds(seconds: float) -> float:
+    return round(seconds * 1000, 3)
+
+
+def _entry(group: _Group, origin: float) -> dict[str, Any]:
+    head = group.head
+    websocket = isinstance(head, WebSocketOpen) and head.accepted
+    duration = _milliseconds(head.duration) if isinstance(head, HttpExchange) else 0
+    entry: dict[str, Any] = {
+        "startedDateTime": iso_time(origin + head.time),
+        "time": duration,
+        "request": _har_request(head.request, websocket),
+        "response": _har_response(head.response) if head.response else _no_response(),
+        "cache": {},
+        "timings": {"blocked": -1, "dns": -1, "connect": -1, "ssl": -1, "send": 0, "wait": duration, "receive": 0},
+    }
+    if websocket:
+        entry["_resourceType"] = "websocket"
+        entry["_webSocketMessages"] = [_har_message(frame, origin) for frame in group.frames]
+    if group.close:
+        close = group.close
+        entry["_webSocketClose"] = {
+            "code": close.code, "reason": close.reason, "closedBy": close.closed_by, "time": origin + close.time
+        }
+    if group.failures:
+        entry["_failures"] = [{"time": origin + f.time, "message": f.message} for f in group.failures]
+        entry["response"]["_error"] = group.failures[0].message
+    return entry
+
+
+def _url(request: HttpRequest, websocket: bool) -> str:
+    scheme = WS_SCHEMES.get(request.scheme, request.scheme) if websocket else request.scheme
+    host = f"[{request.host}]" if ":" in request.host else request.host
+    port = "" if DEFAULT_PORTS.get(request.scheme) == request.port else f":{request.port}"
+    return f"{scheme}://{host}{port}{request.target}"
+
+
+def _name_values(pairs: Iterable[tuple[str, str]]) -> list[dict[str, str]]:
+    return [{"name": name, "value": value} for name, value in pairs]
+
+
+def _cookie_pairs(headers: Headers, name: str, first_only: bool) -> list[tuple[str, str]]:
+    pairs = []
+    for key, value in headers:
+        if key.lower() != name:
+            continue
+        parts = value.split(";")[:1] if first_only else value.split(";")
+        pairs += [tuple(p.strip().split("=", 1)) for p in parts if "=" in p]
+    return pairs  # type: ignore[return-value]
+
+
+def _har_request(request: HttpRequest, websocket: bool) -> dict[str, Any]:
+    har: dict[str, Any] = {
+        "method": request.method,
+        "url": _url(request, websocket),
+        "httpVersion": request.http_version,
+        "headers": _name_values(request.headers),
+        "queryString": _name_values(parse_qsl(request.query, keep_blank_values=True)),
+        "cookies": _name_values(_cookie_pairs(request.headers, "cookie", first_only=False)),
+        "headersSize": -1,
+        "bodySize": len(request.body),
+    }
+    if request.body:
+        har["postData"] = {"mimeType": request.header("content-type") or ""} | _text_or_base64(request.body, "_encoding")
+    return har
+
+
+def _text_or_base64(data: bytes, encoding_field: str) -> dict[str, str]:
+    try:
+        return {"text": data.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"text": base64.b64encode(data).decode("ascii"), encoding_field: "base64"}
+
+
+def _decoded_body(response: HttpResponse) -> bytes:
+    """The body without its Content-Encoding (HAR content is decoded), or as is if it cannot be."""
+    content_encoding = response.header("content-encoding")
+    if not content_encoding or not response.body:
+        return response.body
+    try:
+        decoded = encoding.decode(response.body, content_encoding)
+    except ValueError:
+        return response.body
+    return decoded if isinstance(decoded, bytes) else response.body
+
+
+def _har_response(response: HttpResponse) -> dict[str, Any]:
+    decoded = _decoded_body(response)
+    content: dict[str, Any] = {"size": len(decoded), "mimeType": response.header("content-type") or ""}
+    content |= _text_or_base64(decoded, "encoding")
+    if decoded != response.body:
+        content["compression"] = len(decoded) - len(response.body)
+        content["_wsreplayEncoded"] = base64.b64encode(response.body).decode("ascii")
+    return {
+        "status": response.status,
+        "statusText": response.reason,
+        "httpVersion": response.http_version,
+        "headers": _name_values(response.headers),
+        "cookies": _name_values(_cookie_pairs(response.headers, "set-cookie", first_only=True)),
+        "content": content,
+        "redirectURL": response.header("location") or "",
+        "headersSize": -1,
+        "bodySize": len(response.body),
+    }
+
+
+def _no_response() -> dict[str, Any]:
+    return {
+        "status": 0,
+        "statusText": "",
+        "httpVersion": "",
+        "headers": [],
+        "cookies": [],
+        "content": {"size": 0, "mimeType": ""},
+        "redirectURL": "",
+        "headersSize": -1,
+        "bodySize": -1,
+    }
+
+
+def _har_message(frame: WebSocketFrame, origin: float) -> dict[str, Any]:
+    data = frame.text if frame.is_text else base64.b64encode(frame.payload).decode("ascii")
+    return {
+        "type": "send" if frame.from_client else "receive",
+        "time": origin + frame.time,
+        "opcode": OPCODE_TEXT if frame.is_text else OPCODE_BINARY,
+        "data": data,
+    }
+
+
+# --- import ---------------------------------------------------------------------
+
+
+def in_recording_order(records: Iterable[Record]) -> list[Record]:
+    """Records in the order a recorder writes them: an exchange when its response ends."""
+    return sorted(records, key=lambda r: r.time + r.duration if isinstance(r, HttpExchange) else r.time)
+
+
+def _get(data: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    value = data.get(key) if isinstance(data, dict) else None
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise HarError(f"{where} has no valid '{key}'")
+    return value
+
+
+def _epoch(text: str, where: str) -> float:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise HarError(f"{where}: startedDateTime {text!r} is not an ISO 8601 date") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def har_to_cassette(har: Any, name: str = "HAR") -> Cassette:
+    """A cassette from a HAR log (a browser's, Playwright's, mitmproxy's or wsreplay's own)."""
+    log = _get(har, "log", dict, name)
+    entries = _get(log, "entries", list, f"{name} log")
+    starts = [_epoch(_get(entry, "startedDateTime", str, f"{name} entry {n}"), f"{name} entry {n}")
+              for n, entry in enumerate(entries, 1)]
+    saved = log.get("_wsreplay") if isinstance(log.get("_wsreplay"), dict) else {}
+    header = _header(saved, log, min(starts, default=0.0), name)
+    origin = round(header.created, 6)
+    records: list[Record] = []
+    for number, (entry, start) in enumerate(zip(entries, starts), 1):
+        records += _entry_records(entry, number, start - origin, origin, f"{name} entry {number}")
+    records += _loose_records(saved, len(entries))
+    return Cassette(header, in_recording_order(records), path=None)
+
+
+def _header(saved: dict[str, Any], log: dict[str, Any], first_start: float, name: str) -> CassetteHeader:
+    if isinstance(saved.get("header"), dict):
+        try:
+            return decode_header(saved["header"])
+        except CassetteError as exc:
+            raise HarError(f"{name}: the wsreplay header it carries is invalid: {exc}") from None
+    creator = log.get("creator") if isinstance(log.get("creator"), dict) else {}
+    made_by = " ".join(str(creator[k]) for k in ("name", "version") if k in creator)
+    return CassetteHeader(
+        created=first_start,
+        wsreplay_version=proxy.__version__,
+        mode="import",
+        metadata={"imported_from": "har", "creator": made_by},
+    )
+
+
+def _loose_records(saved: dict[str, Any], last_id: int) -> list[Record]:
+    """The annotations and unattached failures a wsreplay HAR keeps in ``log._wsreplay``."""
+    where = "the HAR's _wsreplay field"
+    records: list[Record] = []
+    for item in saved.get("annotations", []):
+        time = _get(item, "time", (int, float), where)
+        records.append(Annotation(_get(item, "id", int, where), time, _get(item, "data", dict, where)))
+    fresh: dict[int, int] = {}
+    for item in saved.get("failures", []):
+        record_id = fresh.setdefault(_get(item, "id", int, where), last_id + len(fresh) + 1)
+        records.append(ConnectionFailure(record_id, _get(item, "time", (int, float), where), _get(item, "message", str, where)))
+    return records
+
+
+def _is_websocket(entry: dict[str, Any], request: HttpRequest, url: str) -> bool:
+    return (
+        entry.get("_resourceType") == "websocket"
+        or "_webSocketMessages" in entry
+        or urlsplit(url).scheme in ("ws", "wss")
+        or request.is_websocket_upgrade
+    )
+
+
+def _entry_records(entry: Any, record_id: int, start: float, origin: float, where: str) -> list[Record]:
+    har_request = _get(entry, "request", dict, where)
+    request = _request(har_request, where)
+    response = _response(_get(entry, "response", dict, where), where)
+    duration = round(max(0.0, float(entry.get("time") or 0)) / 1000, 6)
+    start = round(start, 6)
+    records: list[Record] = []
+    if response is not None and _is_websocket(entry, request, har_request["url"]):
+        records.append(WebSocketOpen(record_id, start, _as_upgrade(request), response))
+        frames = _frames(entry, record_id, start + origin, origin, where)
+        records += frames + _close(entry, record_id, origin, frames[-1].time if frames else start)
+    else:
+        records.append(HttpExchange(record_id, start, request, response, duration))
+    return records + _failures(entry, record_id, origin, start + duration)
+
+
+def _as_upgrade(request: HttpRequest) -> HttpRequest:
+    """The request with the upgrade headers some HAR writers leave out."""
+    if request.is_websocket_upgrade:
+        return request
+    extra = (("Upgrade", "websocket"),) + ((("Connection", "Upgrade"),) if not request.header("connection") else ())
+    return replace(request, headers=request.headers + extra)
+
+
+def _headers(items: Any, where: str) -> Headers:
+    if not isinstance(items, list):
+        raise HarError(f"{where} has no valid 'headers'")
+    pairs = []
+    for item in items:
+        name, value = _get(item, "name", str, f"{where} header"), _get(item, "value", str, f"{where} header")
+        if not name.startswith(":"):
+            pairs.append((name, value))
+    return tuple(pairs)
+
+
+def _http_version(text: Any) -> str:
+    if not isinstance(text, str) or not text:
+        return "HTTP/1.1"
+    return HTTP_VERSIONS.get(text.lower(), text)
+
+
+def _request(har: dict[str, Any], where: str) -> HttpRequest:
+    url = _get(har, "url", str, f"{where} request")
+    parts = urlsplit(url)
+    scheme = HTTP_SCHEMES.get(parts.scheme.lower())
+    if scheme is None or not parts.netloc:
+        raise HarError(f"{where}: request URL {url!r} is not an http, https, ws or wss URL")
+    host, port = _host_port(parts.netloc, scheme, where)
+    post = har.get("postData") if isinstance(har.get("postData"), dict) else {}
+    return HttpRequest(
+        method=_get(har, "method", str, f"{where} request"),
+        scheme=scheme,
+        host=host,
+        port=port,
+        path=parts.path or "/",
+        query=parts.query,
+        http_version=_http_version(har.get("httpVersion")),
+        headers=_headers(har.get("headers", []), f"{where} request"),
+        body=_body(post.get("text"), post.get("_encoding") or post.get("encoding")),
+    )
+
+
+def _host_port(netloc: str, scheme: str, where: str) -> tuple[str, int]:
+    hostport = netloc.rpartition("@")[2]
+    if hostport.startswith("["):
+        host, _, rest = hostport[1:].partition("]")
+        port = rest.removeprefix(":")
+    else:
+        host, _, port = hostport.partition(":")
+    if port and not port.isdigit():
+        raise HarError(f"{where}: request URL has an invalid port {port!r}")
+    return host, int(port) if port else DEFAULT_PORTS[scheme]
+
+
+def _body(text: Any, text_encoding: Any) -> bytes:
+    if not isinstance(text, str):
+        return b""
+    if text_encoding == "base64":
+        try:
+            return base64.b64decode(text, validate=True)
+        except ValueError:
+            raise HarError("a body marked base64 is not valid base64") from None
+    return text.encode("utf-8")
+
+
+def _response(har: dict[str, Any], where: str) -> HttpResponse | None:
+    status = _get(har, "status", int, f"{where} response")
+    if status == 0:
+        return None
+    content = har.get("content") if isinstance(har.get("content"), dict) else {}
+    headers = _headers(har.get("headers", []), f"{where} response")
+    if "_wsreplayEncoded" in content:
+        body = _body(content["_wsreplayEncoded"], "base64")
+    else:
+        body = _body(content.get("text"), content.get("encoding"))
+        headers = _plain_body_headers(headers, body)
+    return HttpResponse(
+        status=status,
+        reason=har.get("statusText") if isinstance(har.get("statusText"), str) else "",
+        http_version=_http_version(har.get("httpVersion")),
+        headers=headers,
+        body=body,
+    )
+
+
+def _plain_body_headers(headers: Headers, body: bytes) -> Headers:
+    """Headers for a decoded body: no Content-Encoding, and a Content-Length that fits."""
+    if header_value(headers, "content-encoding") is None:
+        return headers
+    return tuple(
+        (name, str(len(body)) if name.lower() == "content-length" else value)
+        for name, value in headers
+        if name.lower() != "content-encoding"
+    )
+
+
+def _message_clock(times: list[float], start: float) -> tuple[float, float]:
+    """(scale, shift) turning the entry's message times into epoch seconds."""
+    if not times:
+        return 1.0, 0.0
+    largest = max(times)
+    if largest >= EPOCH_MILLISECONDS:
+        return 0.001, 0.0
+    if largest >= EPOCH_SECONDS:
+        return 1.0, 0.0
+    return 1.0, start - min(times)
+
+
+def _frames(entry: dict[str, Any], record_id: int, start: float, origin: float, where: str) -> list[Record]:
+    messages = entry.get("_webSocketMessages") or []
+    if not isinstance(messages, list):
+        raise HarError(f"{where}: _webSocketMessages is not a list")
+    times = [_get(m, "time", (int, float), f"{where} WebSocket message") for m in messages]
+    scale, shift = _message_clock(times, start)
+    frames: list[Record] = []
+    for message, moment in zip(messages, times):
+        frame = _frame(message, record_id, round(moment * scale + shift - origin, 6), where)
+        if frame is not None:
+            frames.append(frame)
+    return frames
+
+
+def _frame(message: dict[str, Any], record_id: int, time: float, where: str) -> WebSocketFrame | None:
+    direction = message.get("type")
+    if direction not in ("send", "receive"):
+        raise HarError(f"{where}: a WebSocket message has type {direction!r}, not 'send' or 'receive'")
+    opcode = message.get("opcode", OPCODE_TEXT)
+    if opcode not in (OPCODE_TEXT, OPCODE_BINARY):
+        return None
+    data = message.get("data", "")
+    if not isinstance(data, str):
+        raise HarError(f"{where}: a WebSocket message's data is not a string")
+    payload = data.encode("utf-8") if opcode == OPCODE_TEXT else _body(data, "base64")
+    return WebSocketFrame(record_id, time, direction == "send", opcode == OPCODE_TEXT, payload)
+
+
+def _close(entry: dict[str, Any], record_id: int, origin: float, last: float) -> list[Record]:
+    """The close wsreplay keeps in ``_webSocketClose`` (at the last frame when it has no time)."""
+    close = entry.get("_webSocketClose")
+    if not isinstance(close, dict):
+        return []
+    closed_by = close.get("closedBy") if close.get("closedBy") in ("client", "server") else None
+    code = close.get("code") if isinstance(close.get("code"), int) else None
+    moment = close.get("time")
+    time = round(moment - origin, 6) if isinstance(moment, (int, float)) else last
+    return [WebSocketClose(record_id, time, code, str(close.get("reason") or ""), closed_by)]
+
+
+def _failures(entry: dict[str, Any], record_id: int, origin: float, end: float) -> list[Record]:
+    failures = entry.get("_failures")
+    if isinstance(failures, list):
+        return [
+            ConnectionFailure(
+                record_id,
+                round(_get(f, "time", (int, float), "a _failures item") - origin, 6),
+                _get(f, "message", str, "a _failures item"),
+            )
+            for f in failures
+        ]
+    error = entry["response"].get("_error")
+    return [ConnectionFailure(record_id, end, error)] if isinstance(error, str) and error else []
