@@ -60,7 +60,10 @@ class Replayer:
             "JSON keys (session) or paths (payload.items[*].sku) ignored when matching bodies and frames.",
         )
         loader.add_option(
-            "wsreplay_strict", bool, False, "Count unmatched requests, differing frames and unused recordings as a failure."
+            "wsreplay_strict",
+            bool,
+            False,
+            "Count unmatched requests, differing frames and unused recordings as a failure.",
         )
 
     def configure(self, updated: set[str]) -> None:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from proxy.cassette import Cassette
     from proxy.mitm import ProxyHost, ProxySettings
     from proxy.redaction import RedactionRules
+    from proxy.replay import ReplayReport
 from proxy.timeline import record_as_dict, timeline_line
 
 EXIT_BAD_INPUT = 2
@@ -340,3 +341,168 @@ def scan(cassette: Path, redact_header: tuple[str, ...], redact_field: tuple[str
         click.echo(f"wsreplay: {len(findings)} possible secrets in {cassette}; run `wsreplay redact` on it", err=True)
         sys.exit(1)
     click.echo(f"wsreplay: no secrets found in {cassette}", err=True)
+
+
+def replay_mode_spec(mode: str, upstream: str | None, cassette: Cassette) -> str:
+    """The mitmproxy mode for replay; reverse mode poses as the recorded upstream (never contacted)."""
+    if mode == "regular":
+        return "regular"
+    if upstream:
+        return reverse_mode_spec(upstream)
+    recorded = cassette.header.upstream or ""
+    return recorded if recorded.startswith("reverse:") else "reverse:http://wsreplay.invalid"
+
+
+@main.command()
+@click.argument("cassette", type=click.Path(path_type=Path))
+@click.option("--listen", default="127.0.0.1:8080", show_default=True, callback=parse_listen, metavar="HOST:PORT")
+@click.option(
+    "--mode",
+    type=click.Choice(["reverse", "regular"]),
+    default="reverse",
+    show_default=True,
+    help="reverse: clients connect to the proxy as if it were the upstream; regular: an explicit proxy "
+    "(https_proxy) that intercepts TLS, for clients with hard-coded URLs. Nothing is forwarded in either.",
+)
+@click.option("--upstream", metavar="URL", help="Upstream the proxy poses as in reverse mode (default: the recorded one).")
+@click.option(
+    "--speed", default="1", show_default=True, help="1 keeps the recorded gaps, N divides them, max sends at once."
+)
+@click.option(
+    "--on-mismatch",
+    type=click.Choice(["warn", "fail"]),
+    default="warn",
+    show_default=True,
+    help="A client frame unlike the recording: warn and go on, or fail (close with a 4000-range code).",
+)
+@click.option("--ignore", multiple=True, metavar="KEY|PATH", help="JSON key or path ignored when matching (repeatable).")
+@click.option("--strict", is_flag=True, help="Exit 1 if anything was unmatched or a recorded interaction went unused.")
+@click.option("--direct", is_flag=True, help="Serve clients that connect straight to the replay server, no mitmproxy.")
+@click.option("--confdir", type=click.Path(file_okay=False, path_type=Path), help="mitmproxy's directory for its CA.")
+def replay(
+    cassette: Path,
+    listen: tuple[str, int],
+    mode: str,
+    upstream: str | None,
+    speed: str,
+    on_mismatch: str,
+    ignore: tuple[str, ...],
+    strict: bool,
+    direct: bool,
+    confdir: Path | None,
+) -> None:
+    """Answer clients from a cassette alone: no network, same frames, same close codes."""
+    from proxy.replay import parse_speed
+
+    try:
+        parse_speed(speed)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--speed") from None
+    loaded = _load(cassette)
+    show_live_log()
+    if direct:
+        if mode == "regular":
+            raise click.UsageError("--direct serves clients that connect straight to it; it has no regular mode")
+        report = asyncio.run(_replay_direct(loaded, listen, speed, on_mismatch, ignore))
+    else:
+        report = _replay_through_mitmproxy(cassette, loaded, listen, mode, upstream, speed, on_mismatch, ignore, confdir)
+    if report is not None:
+        click.echo(report.format(), err=True)
+        if strict and not report.clean:
+            sys.exit(1)
+
+
+def _replay_through_mitmproxy(
+    path: Path,
+    cassette: Cassette,
+    listen: tuple[str, int],
+    mode: str,
+    upstream: str | None,
+    speed: str,
+    on_mismatch: str,
+    ignore: tuple[str, ...],
+    confdir: Path | None,
+) -> ReplayReport | None:
+    from addons.replayer import Replayer
+    from proxy.mitm import ProxySettings, ProxyStartError
+
+    settings = ProxySettings(
+        mode=replay_mode_spec(mode, upstream, cassette),
+        listen_host=listen[0],
+        listen_port=listen[1],
+        connection_strategy="lazy",
+        confdir=str(confdir) if confdir else None,
+        extra_options={
+            "wsreplay_cassette": str(path),
+            "wsreplay_speed": speed,
+            "wsreplay_on_mismatch": on_mismatch,
+            "wsreplay_ignore": list(ignore),
+        },
+    )
+    replayer = Replayer()
+
+    def ready(proxy_host: ProxyHost, host: str, port: int) -> None:
+        click.echo(f"wsreplay: replaying {path} on {host}:{port} ({mode} mode, offline); Ctrl-C to stop", err=True)
+        if mode == "regular":
+            print_proxy_environment(host, port, proxy_host.ca_cert_path)
+
+    try:
+        asyncio.run(run_until_stopped(settings, [replayer], ready))
+    except ProxyStartError as exc:
+        fail(str(exc))
+    return replayer.report()
+
+
+async def _replay_direct(
+    cassette: Cassette, listen: tuple[str, int], speed: str, on_mismatch: str, ignore: tuple[str, ...]
+) -> ReplayReport:
+    from proxy.replay import ReplayOptions, ReplaySession, parse_speed
+    from proxy.replay_server import ReplayServer
+
+    session = ReplaySession(cassette, ReplayOptions(parse_speed(speed), on_mismatch, tuple(ignore)))
+    server = ReplayServer(session, listen[0], listen[1])
+    try:
+        host, port = await server.start()
+    except OSError as exc:
+        fail(f"cannot listen on {listen[0]}:{listen[1]}: {exc.strerror}")
+    click.echo(f"wsreplay: replaying {cassette.path} directly on {host}:{port} (offline); Ctrl-C to stop", err=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await server.close()
+    return session.report()
+
+
+@main.command()
+@click.option(
+    "--output", "-o", default="wsreplay-demo.cassette", show_default=True, type=click.Path(dir_okay=False, path_type=Path)
+)
+@click.option("--confdir", type=click.Path(file_okay=False, path_type=Path), help="mitmproxy's directory for its CA.")
+def demo(output: Path, confdir: Path | None) -> None:
+    """Record a session from the bundled sample server, replay it offline, compare the two."""
+    from proxy.demo import record_demo, replay_demo
+
+    confdir_arg = str(confdir) if confdir else None
+    click.echo("== 1. recording a staging session from the sample server through the proxy", err=True)
+    live = asyncio.run(record_demo(output, confdir_arg))
+    click.echo(f"== 2. sample server stopped; replaying {output} offline", err=True)
+    replayed = asyncio.run(replay_demo(output, confdir_arg))
+    width = min(max(len(line) for line in live), (shutil.get_terminal_size((120, 24)).columns - 3) // 2)
+
+    def cell(text: str) -> str:
+        return text if len(text) <= width else text[: width - 3] + "..."
+
+    click.echo(f"\n{'recorded (live)':<{width}} | replayed (offline)")
+    for recorded_line, replayed_line in zip(live, replayed, strict=False):
+        marker = "|" if recorded_line == replayed_line else "X"
+        click.echo(f"{cell(recorded_line):<{width}} {marker} {cell(replayed_line)}")
+    if live == replayed:
+        click.echo(f"\nidentical: the replay gave the client the same {len(live)} observations, offline.")
+        click.echo(f"see the cassette with: wsreplay show {output}")
+    else:
+        click.echo(f"\nDIFFERENT: {len(live)} live observations, {len(replayed)} replayed (X marks the differences)")
+        sys.exit(1)

@@ -11,6 +11,7 @@ import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any, TypeVar
 
 from proxy.records import (
@@ -189,6 +190,11 @@ class Diff:
     def same(self) -> bool:
         return not self.changes
 
+    @property
+    def exit_status(self) -> int:
+        """0 when the recordings are the same, 1 when they differ."""
+        return 0 if self.same else 1
+
     def lines(self) -> list[str]:
         return [change.line() for change in self.changes] or ["no differences"]
 
@@ -221,9 +227,7 @@ def diff_records(a: Sequence[Record], b: Sequence[Record], options: DiffOptions 
         changes += _unpaired(where, left, right) or _exchange_changes(where, left, right, options)
     for path, nth, count, left_conn, right_conn in pair_by(connections(a), connections(b), lambda c: c.path):
         where = where_label(f"WS {path}", nth, count)
-        changes += _unpaired(where, left_conn, right_conn) or _connection_changes(
-            where, left_conn, right_conn, options
-        )
+        changes += _unpaired(where, left_conn, right_conn) or _connection_changes(where, left_conn, right_conn, options)
     return Diff(tuple(changes))
 
 
@@ -285,17 +289,27 @@ def _event_changes(where: str, side: str, a: list[str], b: list[str]) -> list[Ch
     changes = []
     if missing:
         changes.append(
-            Change(where, "missing_events", f"missing {side} events: {_counted(missing)}",
-                   {"side": side, "events": dict(missing)})
+            Change(
+                where,
+                "missing_events",
+                f"missing {side} events: {_counted(missing)}",
+                {"side": side, "events": dict(missing)},
+            )
         )
     if extra:
         changes.append(
-            Change(where, "extra_events", f"extra {side} events: {_counted(extra)}", {"side": side, "events": dict(extra)})
+            Change(
+                where, "extra_events", f"extra {side} events: {_counted(extra)}", {"side": side, "events": dict(extra)}
+            )
         )
     if _common(a, Counter(b)) != _common(b, Counter(a)):
         changes.append(
-            Change(where, "event_order", f"order of {side} events changed: {_arrow(a)} became {_arrow(b)}",
-                   {"side": side, "a": a, "b": b})
+            Change(
+                where,
+                "event_order",
+                f"order of {side} events changed: {_arrow(a)} became {_arrow(b)}",
+                {"side": side, "a": a, "b": b},
+            )
         )
     return changes
 
@@ -332,8 +346,14 @@ def _close_changes(where: str, a: WebSocketClose | None, b: WebSocketClose | Non
     if a is None or b is None:
         if a is b:
             return []
-        return [Change(where, "close", f"{describe_close(a)} became {describe_close(b)}",
-                       {"a": _close_dict(a), "b": _close_dict(b)})]
+        return [
+            Change(
+                where,
+                "close",
+                f"{describe_close(a)} became {describe_close(b)}",
+                {"a": _close_dict(a), "b": _close_dict(b)},
+            )
+        ]
     parts = []
     if a.code != b.code:
         parts.append(f"close code {a.code} became {b.code}")
@@ -431,7 +451,8 @@ def _shape_changes(where: str, what: str, a: bytes, b: bytes) -> list[Change]:
 def _outermost(paths: set[str]) -> list[str]:
     """The paths not inside another of them (``user`` stands for ``user.id`` too)."""
     return sorted(
-        path for path in paths
+        path
+        for path in paths
         if not any(path.startswith(other + ".") or path.startswith(other + "[]") for other in paths)
     )
 
@@ -460,10 +481,11 @@ def _gap_changes(where: str, a: Connection, b: Connection, options: DiffOptions)
     worst = max(range(len(labels)), key=lambda i: abs(gaps_a[i] - gaps_b[i]), default=None)
     if worst is None:
         return []
-    return _timing_change(where, f"gap before {labels[worst]} (frame {worst + 1})", gaps_a[worst], gaps_b[worst],
-                          options.threshold)
+    return _timing_change(
+        where, f"gap before {labels[worst]} (frame {worst + 1})", gaps_a[worst], gaps_b[worst], options.threshold
+    )
 
 
 def _gaps(connection: Connection) -> list[float]:
     times = [connection.open.time, *(frame.time for frame in connection.frames)]
-    return [later - earlier for earlier, later in zip(times, times[1:])]
+    return [later - earlier for earlier, later in pairwise(times)]

@@ -43,9 +43,11 @@ async def run_demo_client(base_url: str) -> Transcript:
                 f"{base_url}/auth/e2e/test-auth", json=_auth_body(), headers={"X-E2E-Bypass-Key": key}
             ) as response:
                 body = await response.text()
-                lines.append(_preview(f"HTTP POST /auth/e2e/test-auth -> {response.status} {body}"))
                 if response.status == 200:
-                    token = json.loads(body)["access_token"]
+                    issued = json.loads(body)
+                    token = issued["access_token"]
+                    body = f"{issued['token_type']} token for {issued['user']['email']}, keys {sorted(issued)}"
+                lines.append(_preview(f"HTTP POST /auth/e2e/test-auth -> {response.status} {body}"))
         async with session.get(f"{base_url}/health") as response:
             lines.append(f"HTTP GET /health -> {response.status} {await response.text()}")
         try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -46,7 +46,13 @@ EPOCH_MILLISECONDS = 1e11
 """A message ``time`` above this is epoch milliseconds (Playwright), below it epoch seconds (Chrome)."""
 EPOCH_SECONDS = 1e8
 """A message ``time`` below this is no epoch at all: seconds on some other clock."""
-HTTP_VERSIONS = {"h2": "HTTP/2.0", "http/2.0": "HTTP/2.0", "h3": "HTTP/3", "http/1.1": "HTTP/1.1", "http/1.0": "HTTP/1.0"}
+HTTP_VERSIONS = {
+    "h2": "HTTP/2.0",
+    "http/2.0": "HTTP/2.0",
+    "h3": "HTTP/3",
+    "http/1.1": "HTTP/1.1",
+    "http/1.0": "HTTP/1.0",
+}
 
 
 class HarError(CassetteError):
@@ -102,9 +108,13 @@ def cassette_to_har(cassette: Cassette) -> dict[str, Any]:
             "entries": [_entry(group, origin) for group in groups],
             "_wsreplay": {
                 "header": encode_header(cassette.header),
-                "annotations": [{"id": r.id, "time": r.time, "data": r.data} for r in loose if isinstance(r, Annotation)],
+                "annotations": [
+                    {"id": r.id, "time": r.time, "data": r.data} for r in loose if isinstance(r, Annotation)
+                ],
                 "failures": [
-                    {"id": r.id, "time": r.time, "message": r.message} for r in loose if isinstance(r, ConnectionFailure)
+                    {"id": r.id, "time": r.time, "message": r.message}
+                    for r in loose
+                    if isinstance(r, ConnectionFailure)
                 ],
             },
         }
@@ -112,7 +122,7 @@ def cassette_to_har(cassette: Cassette) -> dict[str, Any]:
 
 
 def iso_time(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _milliseconds(seconds: float) -> float:
@@ -137,7 +147,10 @@ def _entry(group: _Group, origin: float) -> dict[str, Any]:
     if group.close:
         close = group.close
         entry["_webSocketClose"] = {
-            "code": close.code, "reason": close.reason, "closedBy": close.closed_by, "time": origin + close.time
+            "code": close.code,
+            "reason": close.reason,
+            "closedBy": close.closed_by,
+            "time": origin + close.time,
         }
     if group.failures:
         entry["_failures"] = [{"time": origin + f.time, "message": f.message} for f in group.failures]
@@ -178,7 +191,9 @@ def _har_request(request: HttpRequest, websocket: bool) -> dict[str, Any]:
         "bodySize": len(request.body),
     }
     if request.body:
-        har["postData"] = {"mimeType": request.header("content-type") or ""} | _text_or_base64(request.body, "_encoding")
+        har["postData"] = {"mimeType": request.header("content-type") or ""} | _text_or_base64(
+            request.body, "_encoding"
+        )
     return har
 
 
@@ -255,7 +270,7 @@ def in_recording_order(records: Iterable[Record]) -> list[Record]:
 
 def _get(data: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:
     value = data.get(key) if isinstance(data, dict) else None
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         raise HarError(f"{where} has no valid '{key}'")
     return value
 
@@ -265,20 +280,24 @@ def _epoch(text: str, where: str) -> float:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise HarError(f"{where}: startedDateTime {text!r} is not an ISO 8601 date") from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def har_to_cassette(har: Any, name: str = "HAR") -> Cassette:
     """A cassette from a HAR log (a browser's, Playwright's, mitmproxy's or wsreplay's own)."""
     log = _get(har, "log", dict, name)
     entries = _get(log, "entries", list, f"{name} log")
-    starts = [_epoch(_get(entry, "startedDateTime", str, f"{name} entry {n}"), f"{name} entry {n}")
-              for n, entry in enumerate(entries, 1)]
+    starts = [
+        _epoch(_get(entry, "startedDateTime", str, f"{name} entry {n}"), f"{name} entry {n}")
+        for n, entry in enumerate(entries, 1)
+    ]
     saved = log.get("_wsreplay") if isinstance(log.get("_wsreplay"), dict) else {}
+    if not entries and "header" not in saved:
+        raise HarError(f"{name} log has no entries: there is nothing to import")
     header = _header(saved, log, min(starts, default=0.0), name)
     origin = round(header.created, 6)
     records: list[Record] = []
-    for number, (entry, start) in enumerate(zip(entries, starts), 1):
+    for number, (entry, start) in enumerate(zip(entries, starts, strict=True), 1):
         records += _entry_records(entry, number, start - origin, origin, f"{name} entry {number}")
     records += _loose_records(saved, len(entries))
     return Cassette(header, in_recording_order(records), path=None)
@@ -310,7 +329,9 @@ def _loose_records(saved: dict[str, Any], last_id: int) -> list[Record]:
     fresh: dict[int, int] = {}
     for item in saved.get("failures", []):
         record_id = fresh.setdefault(_get(item, "id", int, where), last_id + len(fresh) + 1)
-        records.append(ConnectionFailure(record_id, _get(item, "time", (int, float), where), _get(item, "message", str, where)))
+        records.append(
+            ConnectionFailure(record_id, _get(item, "time", (int, float), where), _get(item, "message", str, where))
+        )
     return records
 
 
@@ -458,7 +479,7 @@ def _frames(entry: dict[str, Any], record_id: int, start: float, origin: float, 
     times = [_get(m, "time", (int, float), f"{where} WebSocket message") for m in messages]
     scale, shift = _message_clock(times, start)
     frames: list[Record] = []
-    for message, moment in zip(messages, times):
+    for message, moment in zip(messages, times, strict=True):
         frame = _frame(message, record_id, round(moment * scale + shift - origin, 6), where)
         if frame is not None:
             frames.append(frame)

@@ -87,7 +87,7 @@ def _import_har(path: str | os.PathLike[str]) -> Cassette:
     except json.JSONDecodeError as exc:
         raise CassetteImportError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
     try:
-        return har_to_cassette(har, str(path))
+        return har_to_cassette(har)
     except HarError as exc:
         raise CassetteImportError(f"{path} is not a usable HAR file: {exc}") from None
 
@@ -154,14 +154,13 @@ def _websocket_records(flow: http.HTTPFlow, record_id: int, origin: float) -> li
         return records
     closed_by = None if websocket.closed_by_client is None else ("client" if websocket.closed_by_client else "server")
     ended = websocket.timestamp_end or (websocket.messages[-1].timestamp if websocket.messages else origin)
-    records.append(WebSocketClose(record_id, _offset(ended, origin), websocket.close_code,
-                                  websocket.close_reason or "", closed_by))
+    records.append(
+        WebSocketClose(record_id, _offset(ended, origin), websocket.close_code, websocket.close_reason or "", closed_by)
+    )
     return records
 
 
-def write_imported(
-    cassette: Cassette, path: str | os.PathLike[str], *, overwrite: bool = False
-) -> str:
+def write_imported(cassette: Cassette, path: str | os.PathLike[str], *, overwrite: bool = False) -> str:
     """Write an imported cassette; return the one-line summary a recording prints."""
     with CassetteWriter(path, cassette.header, overwrite=overwrite) as writer:
         recording = Recording(writer)

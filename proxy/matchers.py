@@ -27,6 +27,7 @@ __all__ = [
     "Difference",
     "Ignore",
     "RequestMatcher",
+    "VOLATILE_KEYS",
     "body",
     "closest",
     "compare_json",
@@ -393,9 +394,8 @@ def body(recorded: HttpRequest, live: HttpRequest, ignore: Ignore) -> list[Diffe
     if recorded.body == live.body:
         return []
     if _is_form(recorded) and _is_form(live):
-        return compare_json(
-            _query_object(recorded.body.decode("latin-1")), _query_object(live.body.decode("latin-1")), ignore, root="body"
-        )
+        expected, received = (_query_object(r.body.decode("latin-1")) for r in (recorded, live))
+        return compare_json(expected, received, ignore, root="body")
     try:
         recorded.body.decode("utf-8")
         live.body.decode("utf-8")

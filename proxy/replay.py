@@ -290,10 +290,9 @@ class _Script:
     did after the client's k-th frame, ``client_frames[k - 1]``.
     """
 
-    open: WebSocketOpen
+    upgrade: WebSocketOpen
     client_frames: tuple[WebSocketFrame, ...]
     steps: tuple[tuple[Action, ...], ...]
-    frame_count: int
 
 
 def _compile_script(
@@ -302,7 +301,6 @@ def _compile_script(
     client_frames: list[WebSocketFrame] = []
     steps: list[list[Action]] = [[]]
     previous_server = trigger = open_record.time
-    frame_count = 0
     for record in records:
         if isinstance(record, WebSocketFrame) and record.from_client:
             client_frames.append(record)
@@ -314,7 +312,6 @@ def _compile_script(
         match record:
             case WebSocketFrame():
                 steps[-1].append(Send(record.is_text, record.payload, delay))
-                frame_count += 1
             case WebSocketClose(closed_by="client"):
                 break
             case WebSocketClose(code=code) if code in ABRUPT_CODES:
@@ -326,7 +323,7 @@ def _compile_script(
             case ConnectionFailure():
                 steps[-1].append(Abort(delay))
                 break
-    return _Script(open_record, tuple(client_frames), tuple(tuple(step) for step in steps), frame_count)
+    return _Script(open_record, tuple(client_frames), tuple(tuple(step) for step in steps))
 
 
 def _truncate_utf8(text: str, limit: int = MAX_REASON_BYTES) -> str:
@@ -349,7 +346,7 @@ class ConnectionPlayer:
         self._journal = journal
         self._received = 0
         self._finished = False
-        self.label = f"ws #{script.open.id} {script.open.request.target}"
+        self.label = f"ws #{script.upgrade.id} {script.upgrade.request.target}"
 
     @property
     def finished(self) -> bool:
@@ -368,18 +365,14 @@ class ConnectionPlayer:
         index = self._received
         frames = self._script.client_frames
         if index > len(frames):
-            text = f"{self.label}: unexpected client frame {index} (the recording has {len(frames)})"
-            self._journal.mismatches.add(text)
-            return self._mismatch(text, UNEXPECTED_FRAME_CODE, f"unexpected client frame {index}")
+            summary = f"unexpected client frame {index}"
+            return self._mismatch(summary, f"{summary} (the recording has {len(frames)})", UNEXPECTED_FRAME_CODE, ())
         differences = match_frame(frames[index - 1], is_text, payload, self._ignore)
         if not differences:
             return self._play(self._script.steps[index])
-        self._journal.mismatches.add(f"{self.label}: client frame {index}: {summarize(differences)}")
-        text = f"{self.label}: client frame {index} differs from the recording:\n{format_differences(differences)}"
-        reason = f"frame {index} mismatch: {summarize(differences)}"
-        if self._options.on_mismatch == "fail":
-            return self._mismatch(text, MISMATCH_CODE, reason)
-        return (Log(logging.WARNING, text), *self._play(self._script.steps[index]))
+        summary = f"frame {index} mismatch: {summarize(differences)}"
+        detail = f"client frame {index} differs from the recording:\n{format_differences(differences)}"
+        return self._mismatch(summary, detail, MISMATCH_CODE, self._script.steps[index])
 
     def client_closed(self, code: int | None, reason: str = "") -> Sequence[Action]:
         """The live client closed (or dropped) the connection; nothing more will be played."""
@@ -388,16 +381,22 @@ class ConnectionPlayer:
         self._finished = True
         expected = len(self._script.client_frames)
         if self._received < expected:
-            text = f"{self.label}: client closed ({code}) after {self._received} of {expected} recorded client frames"
+            text = (
+                f"{self.label}: client closed ({code} {reason!r}) after {self._received} of {expected} "
+                "recorded client frames"
+            )
             self._journal.incomplete.add(text)
             return (Log(logging.INFO, text),)
         return ()
 
-    def _mismatch(self, text: str, code: int, reason: str) -> Sequence[Action]:
+    def _mismatch(self, summary: str, detail: str, code: int, step: tuple[Action, ...]) -> Sequence[Action]:
+        """A client frame unlike the recording: log it, then play `step` (warn) or close with `code` (fail)."""
+        self._journal.mismatches.add(f"{self.label}: {summary}")
+        log = Log(logging.WARNING, f"{self.label}: {detail}")
         if self._options.on_mismatch == "fail":
             self._finished = True
-            return (Log(logging.WARNING, text), Close(code, _truncate_utf8(reason)))
-        return (Log(logging.WARNING, text),)
+            return (log, Close(code, _truncate_utf8(summary)))
+        return (log, *self._play(step))
 
     def _play(self, step: tuple[Action, ...]) -> Sequence[Action]:
         if step and isinstance(step[-1], Close | Abort):
@@ -428,8 +427,7 @@ class _RecordedUpgrade:
     """One recorded upgrade: accepted (with its script), refused, or failed."""
 
     record: WebSocketOpen | HttpExchange
-    answer: Refused | Fail | None
-    script: _Script | None
+    outcome: Refused | Fail | _Script
     uses: int = 0
 
     @property
@@ -470,7 +468,7 @@ class ReplaySession:
                 case WebSocketOpen() if record.accepted:
                     conversations[record.id] = (position, record, [])
                 case WebSocketOpen():
-                    upgrades.append((position, _RecordedUpgrade(record, Refused(record.response), None)))
+                    upgrades.append((position, _RecordedUpgrade(record, Refused(record.response))))
                 case WebSocketFrame(id=record_id) if record_id in conversations:
                     conversations[record_id][2].append(record)
                 case WebSocketClose(id=record_id) | ConnectionFailure(id=record_id) if record_id in conversations:
@@ -485,7 +483,7 @@ class ReplaySession:
             answer = self._exchange_answer(exchange, messages.get(position, NO_RESPONSE))
             if exchange.request.is_websocket_upgrade:
                 refusal = answer if isinstance(answer, Fail) else Refused(answer.response)
-                upgrades.append((position, _RecordedUpgrade(exchange, refusal, None)))
+                upgrades.append((position, _RecordedUpgrade(exchange, refusal)))
             else:
                 self._add_exchange(exchange, answer)
         for _, upgrade in sorted(upgrades, key=lambda item: item[0]):
@@ -506,7 +504,7 @@ class ReplaySession:
         bucket.append(_HttpSequence(exchange.request, [exchange], [answer]))
 
     def _recorded_connection(self, open_record: WebSocketOpen, records: list[Record]) -> _RecordedUpgrade:
-        return _RecordedUpgrade(open_record, None, _compile_script(open_record, records, self.options))
+        return _RecordedUpgrade(open_record, _compile_script(open_record, records, self.options))
 
     # answering
 
@@ -534,26 +532,24 @@ class ReplaySession:
             candidates = (upgrade.request for bucket in self._upgrades.values() for upgrade in bucket)
             return self._unmatched("WebSocket upgrade", request, candidates, self.options.websocket_matchers)
         matching.uses += 1
-        if matching.script is None:
-            assert matching.answer is not None
-            if isinstance(matching.answer, Fail):
-                self._journal.failures_replayed += 1
-            else:
-                self._journal.websockets_refused += 1
-            return matching.answer
+        outcome = matching.outcome
+        if isinstance(outcome, Fail):
+            self._journal.failures_replayed += 1
+            return outcome
+        if isinstance(outcome, Refused):
+            self._journal.websockets_refused += 1
+            return outcome
         self._journal.websockets_accepted += 1
-        script = matching.script
-        player = ConnectionPlayer(script, self.options, self._ignore, self._journal)
-        return Accepted(player, select_subprotocol(script.open, request), script.open.extensions)
+        player = ConnectionPlayer(outcome, self.options, self._ignore, self._journal)
+        return Accepted(player, select_subprotocol(outcome.upgrade, request), outcome.upgrade.extensions)
 
     def _unmatched(
         self, kind: str, request: HttpRequest, candidates: Iterable[HttpRequest], matchers: Sequence[RequestMatcher]
     ) -> Unmatched:
         found = closest(request, candidates, matchers, self._ignore)
         what = f"{request.method} {request.target}"
-        self._journal.unmatched.add(
-            f"{kind} {what}" + (f" (closest {found[0].method} {found[0].target}: {summarize(found[1])})" if found else "")
-        )
+        nearest = f" (closest {found[0].method} {found[0].target}: {summarize(found[1])})" if found else ""
+        self._journal.unmatched.add(f"{kind} {what}{nearest}")
         return Unmatched(_not_found(kind, request, found), _unmatched_message(kind, what, found))
 
     def report(self) -> ReplayReport:

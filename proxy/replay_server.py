@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -37,6 +38,7 @@ CLOSE_TIMEOUT: Final = 5.0
 """Seconds a close handshake may take before the connection is cut."""
 MAX_BODY_BYTES: Final = 64 * 1024 * 1024
 GOING_AWAY: Final = 1001
+CLOSING_REASON: Final = b"replay server closing"
 NO_STATUS: Final = 1005
 NORMAL: Final = 1000
 _NOT_FORWARDED: Final = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "upgrade"})
@@ -51,7 +53,7 @@ class _Connection:
     ws: web.WebSocketResponse
     request: web.BaseRequest
     player: ConnectionPlayer
-    outbox: asyncio.Queue[tuple[tuple[Action, ...] | list[Action], float]] = field(default_factory=asyncio.Queue)
+    outbox: asyncio.Queue[tuple[Sequence[Action], float]] = field(default_factory=asyncio.Queue)
     performer: asyncio.Task[None] | None = None
     ending: bool = False
     """Set once the server closes or drops the connection itself."""
@@ -107,7 +109,7 @@ class ReplayServer:
         if connection.performer is not None:
             connection.performer.cancel()
         try:
-            await asyncio.wait_for(connection.ws.close(code=GOING_AWAY, message=b"replay server shutting down"), CLOSE_TIMEOUT)
+            await asyncio.wait_for(connection.ws.close(code=GOING_AWAY, message=CLOSING_REASON), CLOSE_TIMEOUT)
         except (TimeoutError, ConnectionError):
             _drop(connection)
 
@@ -175,7 +177,7 @@ class ReplayServer:
                 return
 
 
-def _dispatch(connection: _Connection, actions: tuple[Action, ...] | list[Action], received: float) -> None:
+def _dispatch(connection: _Connection, actions: Sequence[Action], received: float) -> None:
     """Log now; queue the rest for the connection's performer (stamped with when they were triggered)."""
     if not actions:
         return

@@ -169,6 +169,11 @@ class Verification:
     def passed(self) -> bool:
         return bool(self.turns) and all(turn.ok for turn in self.turns)
 
+    @property
+    def exit_status(self) -> int:
+        """0 when every chat turn passed, 1 otherwise."""
+        return 0 if self.passed else 1
+
     def summary(self) -> str:
         expected = ", ".join(str(step) for step in self.expectation)
         if not self.turns:
@@ -236,4 +241,3 @@ def verify_records(
                 )
             )
     return Verification(steps, tuple(results), tuple(skipped))
-

@@ -53,20 +53,31 @@ def text_frame(record_id: int, time: float, from_client: bool, message: Any) -> 
 def auth_exchange(record_id: int, time: float, status: int = 200) -> HttpExchange:
     body = AUTH_OK if status == 200 else {"detail": "Invalid E2E bypass key"}
     request = HttpRequest(
-        "POST", "https", "auth.staging.example", 443, "/auth/e2e/test-auth",
+        "POST",
+        "https",
+        "auth.staging.example",
+        443,
+        "/auth/e2e/test-auth",
         headers=(("Content-Type", "application/json"), ("X-E2E-Bypass-Key", "key")),
         body=json.dumps({"email": "e2e@example.test", "simulate_oauth": True}).encode(),
     )
     response = HttpResponse(
-        status, "OK" if status == 200 else "Unauthorized",
-        headers=(("Content-Type", "application/json"),), body=json.dumps(body).encode(),
+        status,
+        "OK" if status == 200 else "Unauthorized",
+        headers=(("Content-Type", "application/json"),),
+        body=json.dumps(body).encode(),
     )
     return HttpExchange(record_id, time, request, response, duration=0.05)
 
 
 def upgrade(record_id: int, time: float, status: int = 101) -> WebSocketOpen:
     request = HttpRequest(
-        "GET", "https", "api.staging.example", 443, "/ws", query="v=1",
+        "GET",
+        "https",
+        "api.staging.example",
+        443,
+        "/ws",
+        query="v=1",
         headers=(("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Authorization", "Bearer eyJ.token.sig")),
     )
     body = b"" if status == 101 else b'{"detail": "upgrade refused"}'
@@ -90,10 +101,16 @@ def chat_session(
         text_frame(2, 0.31, False, {"type": "ack", "received_type": chat_type, "status": "acknowledged"}),
     ]
     if auth_failure:
-        records += [text_frame(2, 0.32, False, AUTH_FAILED), WebSocketClose(2, 0.33, 1008, "Authentication failed", "server")]
+        records += [
+            text_frame(2, 0.32, False, AUTH_FAILED),
+            WebSocketClose(2, 0.33, 1008, "Authentication failed", "server"),
+        ]
         return records
-    records += [text_frame(2, 0.4 + 0.1 * step, False, agent_frame(e, shape, step)) for step, e in enumerate(events)]
-    return records + [WebSocketClose(2, 1.5, 1000, "", "client")]
+    records += [
+        text_frame(2, round(0.4 + 0.1 * step, 6), False, agent_frame(event, shape, step))
+        for step, event in enumerate(events)
+    ]
+    return [*records, WebSocketClose(2, 1.5, 1000, "", "client")]
 
 
 REGRESSED_EVENTS = ("agent_started", "tool_completed", "agent_completed")
@@ -105,14 +122,14 @@ def lines_of(a: list[Record], b: list[Record], **options: Any) -> list[str]:
 
 def test_same_sessions_are_the_same() -> None:
     result = diff_records(chat_session(), chat_session())
-    assert result.same
+    assert result.same and result.exit_status == 0
     assert result.lines() == ["no differences"]
     assert result.as_dict() == {"same": True, "changes": []}
 
 
 def test_dropped_events_are_named_exactly() -> None:
     result = diff_records(chat_session(), chat_session(REGRESSED_EVENTS))
-    assert not result.same
+    assert not result.same and result.exit_status == 1
     assert result.lines() == ["WS /ws: missing server events: agent_thinking, tool_executing"]
     [change] = result.as_dict()["changes"]
     assert change["kind"] == "missing_events"
@@ -152,7 +169,11 @@ def test_status_change_is_named_with_the_body_shape() -> None:
         "without access_token, expires_in, refresh_token, token_type, user; with new detail",
     ]
     assert result.as_dict()["changes"][0] | {"message": None} == {
-        "where": "POST /auth/e2e/test-auth", "kind": "status", "message": None, "a": 200, "b": 401,
+        "where": "POST /auth/e2e/test-auth",
+        "kind": "status",
+        "message": None,
+        "a": 200,
+        "b": 401,
     }
 
 
@@ -165,8 +186,11 @@ def test_body_values_do_not_matter_but_types_do() -> None:
     for body, expected in ((changed_value, []), (changed_type, ["expires_in number became string"])):
         other = [HttpExchange(1, 0.0, exchange.request, HttpResponse(200, body=body), 0.05), *base[1:]]
         lines = lines_of(base, other)
-        assert lines == (["no differences"] if not expected else
-                         [f"POST /auth/e2e/test-auth: response body shape changed: {expected[0]}"])
+        assert lines == (
+            ["no differences"]
+            if not expected
+            else [f"POST /auth/e2e/test-auth: response body shape changed: {expected[0]}"]
+        )
 
 
 def test_refused_upgrade_is_named() -> None:
@@ -175,7 +199,8 @@ def test_refused_upgrade_is_named() -> None:
 
 
 def test_unpaired_connections_and_exchanges() -> None:
-    twice = chat_session() + [
+    twice = [
+        *chat_session(),
         upgrade(3, 2.0),
         text_frame(3, 2.1, True, {"type": "message"}),
         WebSocketClose(3, 2.2, 1000, "", "client"),
@@ -188,7 +213,8 @@ def test_unpaired_connections_and_exchanges() -> None:
 def test_timing_beyond_the_threshold() -> None:
     slow = [
         WebSocketFrame(r.id, r.time + 3.0, r.from_client, r.is_text, r.payload)
-        if isinstance(r, WebSocketFrame) and r.time > 0.75 else r
+        if isinstance(r, WebSocketFrame) and r.time > 0.75
+        else r
         for r in chat_session()
     ]
     slow = [WebSocketClose(2, 4.5, 1000, "", "client") if isinstance(r, WebSocketClose) else r for r in slow]
@@ -201,7 +227,7 @@ def test_timing_beyond_the_threshold() -> None:
 
 
 def test_heartbeats_are_ignored_by_default_and_the_key_option() -> None:
-    more_pings = chat_session() + [text_frame(2, 1.45, False, {"type": "ping"})]
+    more_pings = [*chat_session(), text_frame(2, 1.45, False, {"type": "ping"})]
     more_pings.sort(key=lambda r: r.time)
     assert lines_of(chat_session(), more_pings) == ["no differences"]
     assert lines_of(chat_session(), more_pings, ignore=frozenset()) == ["WS /ws: extra server events: ping"]

@@ -177,7 +177,9 @@ def test_any_json_value_matches_itself(value: object) -> None:
 
 
 @given(st.text(min_size=1, max_size=12), st.uuids(), st.uuids(), st.integers(1_000_000_000, 9_999_999_999))
-def test_values_differing_only_in_volatile_parts_match(content: str, first: uuid.UUID, second: uuid.UUID, epoch: int) -> None:
+def test_values_differing_only_in_volatile_parts_match(
+    content: str, first: uuid.UUID, second: uuid.UUID, epoch: int
+) -> None:
     recorded = {"content": content, "ref": str(first), "at": 1757292881, "trace": f"run-{first}"}
     live = {"content": content, "ref": str(second), "at": epoch, "trace": f"run-{second}"}
     assert compare_json(recorded, live) == []

@@ -54,8 +54,11 @@ UNAUTHORIZED = HttpResponse(
 FORBIDDEN = HttpResponse(403, "Forbidden", headers=(("content-type", "text/plain"),), body=b"no token")
 
 
+AUTH_BODY = {"email": "e2e@example.test", "simulate_oauth": True}
+
+
 def auth_exchange() -> HttpExchange:
-    request = http_request("/auth/e2e/test-auth", "POST", b'{"email": "e2e@example.test", "simulate_oauth": true}')
+    request = http_request("/auth/e2e/test-auth", "POST", json.dumps(AUTH_BODY).encode())
     return HttpExchange(1, 0.0, request, UNAUTHORIZED)
 
 
@@ -224,7 +227,8 @@ def websocket_client_chat(url: str) -> tuple[list[str | bytes], int, bytes]:
 
 async def test_frames_in_order_and_close_1008_with_websocket_client() -> None:
     async with replay_server(staging_records()) as server_:
-        frames, code, reason = await asyncio.wait_for(asyncio.to_thread(websocket_client_chat, ws_url(server_)), TIMEOUT)
+        chat = asyncio.to_thread(websocket_client_chat, ws_url(server_))
+        frames, code, reason = await asyncio.wait_for(chat, TIMEOUT)
     assert frames == EXPECTED_FRAMES
     assert (code, reason) == (1008, b"Authentication failed")
 
@@ -284,7 +288,8 @@ async def test_seven_concurrent_connections_each_play_their_own_conversation() -
     for n in range(1, 8):
         records += [accepted_open(n, n * 0.01), server(n, n * 0.01 + 0.001, {"connection": n})]
     for n in range(1, 8):
-        records += [client(n, 1.0, {"type": "ping"}), server(n, 1.01, {"pong": n}), WebSocketClose(n, 1.1, 1000, "", "server")]
+        records += [client(n, 1.0, {"type": "ping"}), server(n, 1.01, {"pong": n})]
+        records.append(WebSocketClose(n, 1.1, 1000, "", "server"))
 
     async def converse(url: str) -> list[object]:
         async with connect(url, open_timeout=TIMEOUT) as connection:
@@ -373,7 +378,7 @@ async def test_reverse_proxy_replays_the_core_scenario(mitm_confdir: Path, tmp_p
         replayer,
     ):
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=TIMEOUT) as http:
-            response = await http.post("/auth/e2e/test-auth", json={"email": "e2e@example.test", "simulate_oauth": True})
+            response = await http.post("/auth/e2e/test-auth", json=AUTH_BODY)
         with pytest.raises(websockets.InvalidStatus) as refused:
             await connect(f"ws://127.0.0.1:{port}/ws/refused", open_timeout=TIMEOUT)
         async with connect(f"ws://127.0.0.1:{port}/ws", open_timeout=TIMEOUT) as connection:
@@ -392,9 +397,7 @@ async def test_regular_proxy_intercepts_hard_coded_staging_urls(mitm_confdir: Pa
         trust = ssl.create_default_context(cafile=str(host.ca_cert_path))
         proxy_url = f"http://127.0.0.1:{port}"
         async with httpx.AsyncClient(proxy=proxy_url, verify=trust, timeout=TIMEOUT) as http:
-            response = await http.post(
-                f"https://{STAGING_HOST}/auth/e2e/test-auth", json={"email": "e2e@example.test", "simulate_oauth": True}
-            )
+            response = await http.post(f"https://{STAGING_HOST}/auth/e2e/test-auth", json=AUTH_BODY)
         url = f"wss://{STAGING_HOST}/ws"
         async with connect(url, proxy=proxy_url, ssl=trust, open_timeout=TIMEOUT) as connection:
             frames, closed = await websockets_chat(connection)

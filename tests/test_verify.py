@@ -46,7 +46,7 @@ def test_bad_expectations_are_one_sentence_errors(text: str) -> None:
 @pytest.mark.parametrize("chat_type", ["message", "user_message", "start_agent"])
 def test_good_session_passes(shape: str, chat_type: str) -> None:
     result = verify_records(chat_session(shape=shape, chat_type=chat_type))
-    assert result.passed, result.text()
+    assert result.passed and result.exit_status == 0, result.text()
     assert result.lines() == [
         f"WS /ws turn 1 ({chat_type}): ok: agent_started > agent_thinking > tool_executing > tool_completed "
         "> agent_completed",
@@ -58,7 +58,7 @@ def test_good_session_passes(shape: str, chat_type: str) -> None:
 @pytest.mark.parametrize("shape", SHAPES)
 def test_regressed_session_names_the_missing_events(shape: str) -> None:
     result = verify_records(chat_session(REGRESSED_EVENTS, shape=shape))
-    assert not result.passed
+    assert not result.passed and result.exit_status == 1
     [turn] = result.turns
     assert turn.problem == "Missing critical events: {'agent_thinking', 'tool_executing'}"
     assert turn.missing == ("agent_thinking", "tool_executing")
@@ -87,19 +87,33 @@ def test_thinking_repeats_and_optional_steps() -> None:
     thinking_twice = (*AGENT_EVENTS[:2], "agent_thinking", *AGENT_EVENTS[2:])
     assert verify_records(chat_session(thinking_twice)).passed
     no_tools = ("agent_started", "agent_thinking", "agent_completed")
-    assert verify_records(chat_session(no_tools), "agent_started,agent_thinking*,tool_executing?,"
-                                                  "tool_completed?,agent_completed").passed
+    assert verify_records(
+        chat_session(no_tools), "agent_started,agent_thinking*,tool_executing?,tool_completed?,agent_completed"
+    ).passed
 
 
 @pytest.mark.parametrize(
     ("events", "problem"),
     [
-        (("agent_started", "agent_thinking", "tool_completed", "tool_executing", "agent_completed"),
-         "Events out of order: 'tool_completed' arrived where agent_thinking or tool_executing was expected"),
-        (("agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_completed", "agent_started"),
-         "Unexpected extra event 'agent_started' after the expected events"),
-        (("agent_started", "agent_thinking", "tool_executing", "tool_executing", "tool_completed", "agent_completed"),
-         "Events out of order: 'tool_executing' arrived where tool_completed was expected"),
+        (
+            ("agent_started", "agent_thinking", "tool_completed", "tool_executing", "agent_completed"),
+            "Events out of order: 'tool_completed' arrived where agent_thinking or tool_executing was expected",
+        ),
+        (
+            ("agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_completed", "agent_started"),
+            "Unexpected extra event 'agent_started' after the expected events",
+        ),
+        (
+            (
+                "agent_started",
+                "agent_thinking",
+                "tool_executing",
+                "tool_executing",
+                "tool_completed",
+                "agent_completed",
+            ),
+            "Events out of order: 'tool_executing' arrived where tool_completed was expected",
+        ),
     ],
 )
 def test_wrong_order_is_reported(events: tuple[str, ...], problem: str) -> None:
@@ -115,7 +129,11 @@ def test_every_turn_of_every_connection_is_checked() -> None:
     records += [text_frame(2, 2.0, True, {"type": "user_message", "payload": {"content": "again"}})]
     records += [text_frame(2, 2.1, False, agent_frame(e, "wrapped", 0)) for e in REGRESSED_EVENTS]
     records += [WebSocketClose(2, 2.5, 1000, "", "client")]
-    records += [upgrade(3, 3.0), text_frame(3, 3.1, False, {"type": "ping"}), WebSocketClose(3, 3.2, 1000, "", "client")]
+    records += [
+        upgrade(3, 3.0),
+        text_frame(3, 3.1, False, {"type": "ping"}),
+        WebSocketClose(3, 3.2, 1000, "", "client"),
+    ]
     records += [upgrade(4, 4.0, status=403)]
     result = verify_records(records)
     assert [turn.ok for turn in result.turns] == [True, False]
