@@ -506,3 +506,89 @@ def demo(output: Path, confdir: Path | None) -> None:
     else:
         click.echo(f"\nDIFFERENT: {len(live)} live observations, {len(replayed)} replayed (X marks the differences)")
         sys.exit(1)
+
+
+@main.command()
+@click.argument("before", type=click.Path(path_type=Path))
+@click.argument("after", type=click.Path(path_type=Path))
+@click.option("--key", metavar="PATH", help="Dotted JSON path naming a frame's event (default: type, or nested event).")
+@click.option("--threshold", type=float, default=1.0, show_default=True, help="Seconds of timing change worth reporting.")
+@click.option("--no-timing", is_flag=True, help="Do not compare timing at all.")
+@click.option("--with-heartbeats", is_flag=True, help="Also compare ping/pong/heartbeat frames (their count varies).")
+@click.option("--json", "as_json", is_flag=True, help="Print the changes as JSON.")
+def diff(
+    before: Path, after: Path, key: str | None, threshold: float, no_timing: bool, with_heartbeats: bool, as_json: bool
+) -> None:
+    """Say what changed between two cassettes: events, closes, statuses, body shapes, timing.
+
+    Exit status 0 when they are the same, 1 when they differ, 2 on bad input.
+    """
+    from proxy.compare import HEARTBEAT_EVENTS, DiffOptions, diff_records
+
+    options = DiffOptions(
+        key=key,
+        threshold=None if no_timing else threshold,
+        ignore=frozenset() if with_heartbeats else HEARTBEAT_EVENTS,
+    )
+    result = diff_records(_load(before).records, _load(after).records, options)
+    click.echo(json.dumps(result.as_dict(), indent=2) if as_json else result.text())
+    sys.exit(result.exit_status)
+
+
+@main.command()
+@click.argument("cassette", type=click.Path(path_type=Path))
+@click.option(
+    "--expect",
+    metavar="EVENTS",
+    help="Comma-separated events each chat turn must carry in order; + one or more, ? optional, * any number. "
+    "Default: agent_started,agent_thinking+,tool_executing,tool_completed,agent_completed",
+)
+@click.option("--key", metavar="PATH", help="Dotted JSON path naming a frame's event.")
+@click.option("--json", "as_json", is_flag=True, help="Print the verdicts as JSON.")
+def verify(cassette: Path, expect: str | None, key: str | None, as_json: bool) -> None:
+    """Check that every chat turn carries the expected agent events (exit 1 if not)."""
+    from proxy.verify import DEFAULT_EXPECTATION, ExpectationError, verify_records
+
+    records = _load(cassette).records
+    try:
+        result = verify_records(records, expect or DEFAULT_EXPECTATION, key=key)
+    except ExpectationError as exc:
+        raise click.BadParameter(str(exc), param_hint="--expect") from None
+    click.echo(json.dumps(result.as_dict(), indent=2) if as_json else result.text())
+    sys.exit(result.exit_status)
+
+
+@main.command()
+@click.argument("cassette", type=click.Path(path_type=Path))
+@click.option("--format", "output_format", type=click.Choice(["har", "json"]), default="har", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="File to write (default: stdout).")
+def export(cassette: Path, output_format: str, output: Path | None) -> None:
+    """Write a cassette as HAR 1.2 (WebSocket frames in Chrome's _webSocketMessages) or as JSON."""
+    from proxy.har import cassette_as_json, cassette_to_har
+
+    loaded = _load(cassette)
+    document = cassette_to_har(loaded) if output_format == "har" else cassette_as_json(loaded)
+    text = json.dumps(document, indent=2, ensure_ascii=False)
+    if output is None:
+        click.echo(text)
+        return
+    try:
+        output.write_text(text + "\n", encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot write {output}: {exc.strerror}")
+    click.echo(f"wsreplay: wrote {output}", err=True)
+
+
+@main.command("import")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--overwrite", is_flag=True, help="Replace the output if it exists.")
+def import_(source: Path, output: Path, overwrite: bool) -> None:
+    """Make a cassette from a HAR (browser, Playwright, wsreplay) or a mitmproxy flow file."""
+    from proxy.importers import import_file, write_imported
+
+    try:
+        summary = write_imported(import_file(source), output, overwrite=overwrite)
+    except CassetteError as exc:
+        fail(str(exc))
+    click.echo(f"wsreplay: wrote {output}: {summary}", err=True)

@@ -117,14 +117,14 @@ MSGPACK_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats() | st.text(max_size=20)
     | st.binary(max_size=20),
     lambda inner: st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=8), inner, max_size=6),
-    max_leaves=30,
+    max_leaves=12,
 )
 RECORD_LIKE = st.tuples(st.integers(-1, 8), MSGPACK_VALUES, MSGPACK_VALUES, st.lists(MSGPACK_VALUES, max_size=4)).map(
     lambda t: [t[0], t[1], t[2], *t[3]]
 )
 
 
-@settings(FUZZ, max_examples=100)
+@settings(FUZZ, max_examples=80)
 @given(st.lists(MSGPACK_VALUES | RECORD_LIKE, max_size=5))
 def test_random_msgpack_values_after_a_header(values: list[Any]) -> None:
     read(HEAD + b"".join(_pack(v) for v in values))

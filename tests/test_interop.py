@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import gzip
+import io
 import json
 import signal
 import socket
@@ -16,6 +17,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from mitmproxy.io import FlowReader
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -225,6 +227,21 @@ def test_har_export_is_valid_har_1_2() -> None:
         "time": CREATED + 0.4,
     }
     assert "_resourceType" not in refused and refused["response"]["status"] == 403
+
+
+def test_mitmproxy_reads_the_exported_har() -> None:
+    data = json.dumps(cassette_to_har(full_cassette())).encode()
+    flows = list(FlowReader(io.BytesIO(data)).stream())
+    assert [(f.request.method, f.response.status_code if f.response else None) for f in flows] == [
+        ("POST", 200),
+        ("GET", 200),
+        ("PUT", 201),
+        ("GET", 0),
+        ("GET", 101),
+        ("GET", 403),
+        ("GET", 101),
+    ]
+    assert flows[1].response is not None and flows[1].response.content == b'{"status": "healthy"}'
 
 
 def test_har_round_trip_keeps_every_record() -> None:
