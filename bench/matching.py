@@ -1,0 +1,188 @@
+"""HTTP cassettes of K exchanges: load time and per-request match cost, wsreplay and vcrpy.
+
+The exchanges are a mix of four REST endpoints, each exchange with its own path
+(``/api/v1/users/17``, ``POST /api/v1/threads/18/messages`` with a JSON body...).
+Live requests to wsreplay carry fresh volatile values (``request_id``, ``client_ts``)
+in their JSON bodies, so the body matcher does its JSON comparison; vcrpy gets the
+recorded requests unchanged (its default matchers: method, scheme, host, port, path,
+query; it has no notion of volatile values).
+
+A second, adversarial shape: K exchanges on one path differing only by query
+(``GET /api/v1/search?q=term17``); wsreplay keeps them in one (method, path) bucket.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from proxy.cassette import Cassette, load_cassette, write_cassette
+from proxy.records import CassetteHeader, HttpExchange, HttpRequest, HttpResponse
+from proxy.replay import ReplayOptions, ReplaySession
+
+HOST = "api.example.test"
+REQUEST_HEADERS = (("Host", HOST), ("User-Agent", "bench/1.0"), ("Accept", "application/json"))
+JSON_HEADERS = (*REQUEST_HEADERS, ("Content-Type", "application/json"))
+RESPONSE_HEADERS = (("Content-Type", "application/json"), ("Server", "bench"))
+
+
+def _body(index: int, fresh: bool) -> bytes:
+    rng = random.Random(index * 7919 + (1 if fresh else 0))
+    return json.dumps(
+        {
+            "text": f"message number {index}",
+            "thread_id": f"thread-{index}",
+            "request_id": str(uuid.UUID(int=rng.getrandbits(128))),
+            "client_ts": 1700000000 + index + (rng.random() * 1000 if fresh else 0),
+            "options": {"stream": True, "model": "bench"},
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def make_request(index: int, *, shape: str = "mixed", fresh: bool = False) -> HttpRequest:
+    """The recorded request `index` (fresh: the same request as a new run would send it)."""
+    if shape == "one-path":
+        return HttpRequest("GET", "http", HOST, 80, "/api/v1/search", f"q=term{index}&page=1", headers=REQUEST_HEADERS)
+    match index % 4:
+        case 0:
+            return HttpRequest("GET", "http", HOST, 80, f"/api/v1/users/{index}", headers=REQUEST_HEADERS)
+        case 1:
+            return HttpRequest(
+                "POST", "http", HOST, 80, f"/api/v1/threads/{index}/messages", headers=JSON_HEADERS, body=_body(index, fresh)
+            )
+        case 2:
+            return HttpRequest(
+                "GET", "http", HOST, 80, f"/api/v1/items/{index}", f"include=details&page={index % 7}", headers=REQUEST_HEADERS
+            )
+        case _:
+            return HttpRequest(
+                "PUT", "http", HOST, 80, f"/api/v1/settings/{index}", headers=JSON_HEADERS, body=_body(index, fresh)
+            )
+
+
+def make_response(index: int) -> HttpResponse:
+    body = json.dumps({"ok": True, "index": index, "items": [{"n": n, "name": f"item {n}"} for n in range(3)]}).encode()
+    return HttpResponse(200, "OK", headers=(*RESPONSE_HEADERS, ("Content-Length", str(len(body)))), body=body)
+
+
+def write_wsreplay_cassette(path: Path, count: int, shape: str) -> None:
+    records = [
+        HttpExchange(index + 1, index * 0.01, make_request(index, shape=shape), make_response(index), 0.005)
+        for index in range(count)
+    ]
+    header = CassetteHeader(created=1700000000.0, wsreplay_version="bench", upstream=f"reverse:http://{HOST}")
+    write_cassette(path, Cassette(header, records), overwrite=True)
+
+
+def _timed_per_call(calls: list[Callable[[], Any]], min_seconds: float) -> tuple[float, int]:
+    """Seconds per call: run the calls (cycling) until `min_seconds` passed and each ran once."""
+    done = 0
+    started = time.perf_counter()
+    while True:
+        for call in calls:
+            call()
+        done += len(calls)
+        elapsed = time.perf_counter() - started
+        if elapsed >= min_seconds:
+            return elapsed / done, done
+
+
+def wsreplay_figures(directory: Path, count: int, shape: str, lookups: int, min_seconds: float) -> dict[str, Any]:
+    """Load (+ index) seconds and per-match seconds for a wsreplay cassette of `count` exchanges."""
+    path = directory / f"http-{shape}-{count}.cassette"
+    write_wsreplay_cassette(path, count, shape)
+    started = time.perf_counter()
+    session = ReplaySession(load_cassette(path), ReplayOptions(speed=None))
+    load_seconds = time.perf_counter() - started
+    rng = random.Random(count)
+    targets = [rng.randrange(count) for _ in range(lookups)]
+    live = [make_request(index, shape=shape, fresh=True) for index in targets]
+
+    # Check the answers once, outside the timing.
+    for request, index in zip(live, targets, strict=True):
+        answer_found = session.answer_http(request)
+        if answer_found.response.status != 200 or json.loads(answer_found.response.body)["index"] != index:
+            raise RuntimeError(f"wsreplay did not match exchange {index}: {answer_found.response.status}")
+    per_match, calls = _timed_per_call([lambda r=r: session.answer_http(r) for r in live], min_seconds)
+    return {
+        "exchanges": count,
+        "shape": shape,
+        "file_bytes": path.stat().st_size,
+        "load_seconds": load_seconds,
+        "match_seconds": per_match,
+        "match_calls": calls,
+    }
+
+
+def vcrpy_available() -> bool:
+    try:
+        import vcr  # noqa: F401
+        import yaml  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _vcr_request(request: HttpRequest):
+    from vcr.request import Request
+
+    uri = f"{request.scheme}://{request.host}{request.target}"
+    return Request(request.method, uri, request.body or None, dict(request.headers))
+
+
+def write_vcrpy_cassette(path: Path, count: int, shape: str) -> None:
+    from vcr.serialize import serialize
+    from vcr.serializers import yamlserializer
+
+    requests = [_vcr_request(make_request(index, shape=shape)) for index in range(count)]
+    responses = []
+    for index in range(count):
+        response = make_response(index)
+        headers: dict[str, list[str]] = {}
+        for name, value in response.headers:
+            headers.setdefault(name, []).append(value)
+        responses.append(
+            {"status": {"code": response.status, "message": response.reason}, "headers": headers, "body": {"string": response.body}}
+        )
+    path.write_text(serialize({"requests": requests, "responses": responses}, yamlserializer))
+
+
+def vcrpy_figures(directory: Path, count: int, shape: str, lookups: int, min_seconds: float) -> dict[str, Any]:
+    import vcr
+    from vcr import matchers
+    from vcr.cassette import Cassette as VcrCassette
+    from vcr.record_mode import RecordMode
+
+    path = directory / f"http-{shape}-{count}.yaml"
+    write_vcrpy_cassette(path, count, shape)
+    match_on = (matchers.method, matchers.scheme, matchers.host, matchers.port, matchers.path, matchers.query)
+    started = time.perf_counter()
+    cassette = VcrCassette.load(
+        path=str(path), match_on=match_on, record_mode=RecordMode.NONE, allow_playback_repeats=True
+    )
+    load_seconds = time.perf_counter() - started
+    if len(cassette) != count:
+        raise RuntimeError(f"vcrpy loaded {len(cassette)} interactions, expected {count}")
+    rng = random.Random(count)
+    targets = [rng.randrange(count) for _ in range(lookups)]
+    live = [_vcr_request(make_request(index, shape=shape)) for index in targets]
+    for request, index in zip(live, targets, strict=True):
+        found = cassette.play_response(request)
+        if json.loads(found["body"]["string"])["index"] != index:
+            raise RuntimeError(f"vcrpy did not match exchange {index}")
+    per_match, calls = _timed_per_call([lambda r=r: cassette.play_response(r) for r in live], min_seconds)
+    return {
+        "exchanges": count,
+        "shape": shape,
+        "file_bytes": path.stat().st_size,
+        "load_seconds": load_seconds,
+        "match_seconds": per_match,
+        "match_calls": calls,
+        "vcrpy_version": vcr.__version__,
+    }
