@@ -80,17 +80,17 @@ def write_wsreplay_cassette(path: Path, count: int, shape: str) -> None:
     write_cassette(path, Cassette(header, records), overwrite=True)
 
 
-def _timed_per_call(calls: list[Callable[[], Any]], min_seconds: float) -> tuple[float, int]:
-    """Seconds per call: run the calls (cycling) until `min_seconds` passed and each ran once."""
+def _timed_per_call(calls: list[Callable[[], Any]], min_seconds: float) -> tuple[float, int, list[Any]]:
+    """Seconds per call, calls made and the first pass's results: passes until `min_seconds` passed."""
     done = 0
     started = time.perf_counter()
-    while True:
+    first = [call() for call in calls]
+    done += len(calls)
+    while (elapsed := time.perf_counter() - started) < min_seconds:
         for call in calls:
             call()
         done += len(calls)
-        elapsed = time.perf_counter() - started
-        if elapsed >= min_seconds:
-            return elapsed / done, done
+    return elapsed / done, done, first
 
 
 def wsreplay_figures(directory: Path, count: int, shape: str, lookups: int, min_seconds: float) -> dict[str, Any]:
@@ -104,12 +104,10 @@ def wsreplay_figures(directory: Path, count: int, shape: str, lookups: int, min_
     targets = [rng.randrange(count) for _ in range(lookups)]
     live = [make_request(index, shape=shape, fresh=True) for index in targets]
 
-    # Check the answers once, outside the timing.
-    for request, index in zip(live, targets, strict=True):
-        answer_found = session.answer_http(request)
-        if answer_found.response.status != 200 or json.loads(answer_found.response.body)["index"] != index:
-            raise RuntimeError(f"wsreplay did not match exchange {index}: {answer_found.response.status}")
-    per_match, calls = _timed_per_call([lambda r=r: session.answer_http(r) for r in live], min_seconds)
+    per_match, calls, answers = _timed_per_call([lambda r=r: session.answer_http(r) for r in live], min_seconds)
+    for found, index in zip(answers, targets, strict=True):
+        if found.response.status != 200 or json.loads(found.response.body)["index"] != index:
+            raise RuntimeError(f"wsreplay did not match exchange {index}: {found.response.status}")
     return {
         "exchanges": count,
         "shape": shape,
@@ -172,11 +170,10 @@ def vcrpy_figures(directory: Path, count: int, shape: str, lookups: int, min_sec
     rng = random.Random(count)
     targets = [rng.randrange(count) for _ in range(lookups)]
     live = [_vcr_request(make_request(index, shape=shape)) for index in targets]
-    for request, index in zip(live, targets, strict=True):
-        found = cassette.play_response(request)
+    per_match, calls, answers = _timed_per_call([lambda r=r: cassette.play_response(r) for r in live], min_seconds)
+    for found, index in zip(answers, targets, strict=True):
         if json.loads(found["body"]["string"])["index"] != index:
             raise RuntimeError(f"vcrpy did not match exchange {index}")
-    per_match, calls = _timed_per_call([lambda r=r: cassette.play_response(r) for r in live], min_seconds)
     return {
         "exchanges": count,
         "shape": shape,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
 from proxy.timeline import record_as_dict, timeline_line
 
 EXIT_BAD_INPUT = 2
+EXIT_COMMAND_NOT_RUN = 127
+COMMAND_STOP_TIMEOUT = 10.0
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
@@ -69,10 +72,13 @@ def show_live_log() -> None:
 async def run_until_stopped(
     settings: ProxySettings,
     addons: Sequence[object],
-    on_ready: Callable[[ProxyHost, str, int], None],
-    command: Callable[[str, int], Awaitable[int]] | None = None,
+    on_ready: Callable[[ProxyHost, str, int], dict[str, str]],
+    command: Sequence[str] = (),
 ) -> int:
-    """Run the proxy until Ctrl-C/SIGTERM (or until `command` ends); return the exit status."""
+    """Run the proxy until Ctrl-C/SIGTERM, or until `command` ends; return the exit status.
+
+    `on_ready` announces the proxy and returns the environment `command` runs with.
+    """
     from proxy.mitm import ProxyHost
 
     host = ProxyHost(settings, addons)
@@ -81,18 +87,148 @@ async def run_until_stopped(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    status = 0
     try:
-        on_ready(host, bound_host, bound_port)
-        if command is None:
+        environment = on_ready(host, bound_host, bound_port)
+        if not command:
             await stop.wait()
-        else:
-            status = await command(bound_host, bound_port)
+            return 0
+        return await run_command(command, environment, stop)
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
         await host.stop()
-    return status
+
+
+async def run_command(command: Sequence[str], environment: dict[str, str], stop: asyncio.Event) -> int:
+    """Run `command` with `environment` added; stop it if we are stopped; return its exit status."""
+    try:
+        process = await asyncio.create_subprocess_exec(*command, env={**os.environ, **environment})
+    except OSError as exc:
+        click.echo(f"wsreplay: error: cannot run {command[0]!r}: {exc.strerror}", err=True)
+        return EXIT_COMMAND_NOT_RUN
+    ended = asyncio.create_task(process.wait())
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait({ended, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if not ended.done():
+        process.terminate()
+        try:
+            await asyncio.wait_for(asyncio.shield(ended), COMMAND_STOP_TIMEOUT)
+        except TimeoutError:
+            process.kill()
+            await ended
+    code = process.returncode or 0
+    return 128 - code if code < 0 else code
+
+
+def reverse_environment(host: str, port: int) -> dict[str, str]:
+    """What a command run under a reverse proxy is told: where to point its clients."""
+    return {"WSREPLAY_URL": f"http://{host}:{port}", "WSREPLAY_WS_URL": f"ws://{host}:{port}"}
+
+
+def announce_environment(proxy_host: ProxyHost, host: str, port: int, mode: str, quiet: bool) -> dict[str, str]:
+    """The environment for clients of this proxy; printed unless a command gets it directly."""
+    from proxy.trust import proxy_environment, write_ca_bundle
+
+    if mode != "regular":
+        return reverse_environment(host, port)
+    bundle = write_ca_bundle(proxy_host.ca_cert_path)
+    environment = proxy_environment(f"http://{host}:{port}", bundle) | reverse_environment(host, port)
+    if not quiet:
+        click.echo(f"wsreplay: proxy CA: {proxy_host.ca_cert_path}", err=True)
+        click.echo("wsreplay: give clients this environment:", err=True)
+        for name, value in environment.items():
+            if name.islower() or name == "SSL_CERT_FILE":
+                click.echo(f"  export {name}={value}", err=True)
+    return environment
+
+
+def mitmproxy_set_options(specs: tuple[str, ...]) -> dict[str, str | list[str]]:
+    """`--set NAME=VALUE` pairs; a name given twice becomes a list, as mitmdump does."""
+    options: dict[str, str | list[str]] = {}
+    for spec in specs:
+        name, sep, value = spec.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{spec!r} is not NAME=VALUE", param_hint="--set")
+        if name in options:
+            previous = options[name]
+            options[name] = [*([previous] if isinstance(previous, str) else previous), value]
+        else:
+            options[name] = value
+    return options
+
+
+def proxy_command_options(verb: str) -> list[Callable]:
+    """Options shared by `record` and `replay` (both run mitmproxy)."""
+    return [
+        click.option(
+            "--listen", default="127.0.0.1:8080", show_default=True, callback=parse_listen, metavar="HOST:PORT"
+        ),
+        click.option(
+            "--mode",
+            type=click.Choice(["reverse", "regular"]),
+            default="reverse",
+            show_default=True,
+            help="reverse: clients connect to the proxy as if it were the upstream; regular: an explicit proxy "
+            "(https_proxy) that intercepts TLS, for clients whose staging URLs are hard-coded.",
+        ),
+        click.option(
+            "--confdir", type=click.Path(file_okay=False, path_type=Path), help="mitmproxy's directory for its CA."
+        ),
+        click.option(
+            "--hosts",
+            multiple=True,
+            metavar="REGEX",
+            help=f"Only {verb} hosts matching REGEX (repeatable); "
+            + (
+                "everything else passes through untouched."
+                if verb == "record"
+                else "everything else is refused (nothing is ever forwarded)."
+            ),
+        ),
+        click.option("--set", "set_options", multiple=True, metavar="NAME=VALUE", help="A mitmproxy option, as mitmdump --set."),
+        click.option("-s", "--script", "scripts", multiple=True, metavar="SCRIPT", help="Load a mitmproxy addon script."),
+        click.argument("command", nargs=-1, type=click.UNPROCESSED),
+    ]
+
+
+def proxy_settings(
+    mode_spec: str,
+    listen: tuple[str, int],
+    confdir: Path | None,
+    set_options: tuple[str, ...],
+    scripts: tuple[str, ...],
+    wsreplay_options: dict[str, str | list[str]],
+    **settings: object,
+) -> ProxySettings:
+    from proxy.mitm import ProxySettings
+
+    return ProxySettings(
+        mode=mode_spec,
+        listen_host=listen[0],
+        listen_port=listen[1],
+        confdir=str(confdir) if confdir else None,
+        extra_options=wsreplay_options | mitmproxy_set_options(set_options),
+        scripts=list(scripts),
+        **settings,
+    )
+
+
+def serve_proxy(
+    settings: ProxySettings, addons: Sequence[object], banner: str, mode: str, command: tuple[str, ...]
+) -> int:
+    """Run the proxy (and `command` under it); one clear sentence if it cannot start."""
+    from proxy.mitm import ProxyStartError
+
+    def ready(proxy_host: ProxyHost, host: str, port: int) -> dict[str, str]:
+        stop_hint = f"running {' '.join(command)}" if command else "Ctrl-C to stop"
+        click.echo(f"wsreplay: {banner} on {host}:{port}; {stop_hint}", err=True)
+        return announce_environment(proxy_host, host, port, mode, quiet=bool(command))
+
+    try:
+        return asyncio.run(run_until_stopped(settings, addons, ready, command))
+    except ProxyStartError as exc:
+        fail(str(exc))
 
 
 redaction_options = [
@@ -122,21 +258,11 @@ def main() -> None:
     """Record and replay WebSocket and HTTP sessions through mitmproxy."""
 
 
-@main.command()
+@main.command(context_settings={"ignore_unknown_options": True})
 @click.option("--upstream", metavar="URL", help="Server to record (http, https, ws or wss URL). Needed in reverse mode.")
-@click.option("--listen", default="127.0.0.1:8080", show_default=True, callback=parse_listen, metavar="HOST:PORT")
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Cassette to write.")
-@click.option(
-    "--mode",
-    type=click.Choice(["reverse", "regular"]),
-    default="reverse",
-    show_default=True,
-    help="reverse: clients connect to the proxy as if it were the upstream; regular: an explicit proxy "
-    "(https_proxy) that intercepts TLS, for clients with hard-coded URLs.",
-)
 @click.option("--overwrite", is_flag=True, help="Replace the output cassette if it exists.")
 @click.option("--meta", multiple=True, metavar="KEY=VALUE", help="Stored in the cassette header (repeatable).")
-@click.option("--confdir", type=click.Path(file_okay=False, path_type=Path), help="mitmproxy's directory for its CA.")
 @click.option("--insecure", is_flag=True, help="Do not verify the upstream's TLS certificate.")
 @click.option("--upstream-ca", type=click.Path(exists=True, dir_okay=False), help="CA file the upstream's certificate chains to.")
 @click.option(
@@ -147,29 +273,35 @@ def main() -> None:
 )
 @click.option("--no-redact", is_flag=True, help="Keep secrets in the cassette (it is then not safe to share).")
 @with_options(redaction_options)
+@with_options(proxy_command_options("record"))
 def record(
     upstream: str | None,
-    listen: tuple[str, int],
     output: Path,
-    mode: str,
     overwrite: bool,
     meta: tuple[str, ...],
-    confdir: Path | None,
     insecure: bool,
     upstream_ca: str | None,
     resolve: tuple[str, ...],
     no_redact: bool,
     redact_header: tuple[str, ...],
     redact_field: tuple[str, ...],
+    listen: tuple[str, int],
+    mode: str,
+    confdir: Path | None,
+    hosts: tuple[str, ...],
+    set_options: tuple[str, ...],
+    scripts: tuple[str, ...],
+    command: tuple[str, ...],
 ) -> None:
     """Record everything between clients and the upstream into a cassette.
 
-    Secrets are redacted by default: auth headers, cookies, fields named like keys,
-    tokens, secrets or passwords, and JWT signatures (their claims stay readable).
+    With `-- COMMAND...`, run the command with the proxy's environment, stop when it
+    ends and exit with its status. Secrets are redacted by default: auth headers,
+    cookies, fields named like keys, tokens, secrets or passwords, and JWT signatures
+    (their claims stay readable).
     """
     from addons.recorder import Recorder
     from addons.resolver import Resolver
-    from proxy.mitm import ProxySettings, ProxyStartError
 
     if mode == "reverse":
         if not upstream:
@@ -180,38 +312,28 @@ def record(
     metadata = dict(_parse_meta(item) for item in meta)
     if output.exists() and not overwrite:
         fail(f"{output} already exists; pass --overwrite to replace it or choose another --output")
-    settings = ProxySettings(
-        mode=mode_spec,
-        listen_host=listen[0],
-        listen_port=listen[1],
-        confdir=str(confdir) if confdir else None,
-        ssl_insecure=insecure,
-        upstream_ca=upstream_ca,
-        extra_options={
-            "wsreplay_output": str(output),
-            "wsreplay_overwrite": "true" if overwrite else "false",
-            "wsreplay_metadata": json.dumps(metadata),
-            "wsreplay_resolve": list(resolve),
-            "wsreplay_redact": "false" if no_redact else "true",
-            "wsreplay_redact_headers": list(redact_header),
-            "wsreplay_redact_fields": list(redact_field),
-        },
+    wsreplay_options: dict[str, str | list[str]] = {
+        "wsreplay_output": str(output),
+        "wsreplay_overwrite": "true" if overwrite else "false",
+        "wsreplay_metadata": json.dumps(metadata),
+        "wsreplay_resolve": list(resolve),
+        "wsreplay_redact": "false" if no_redact else "true",
+        "wsreplay_redact_headers": list(redact_header),
+        "wsreplay_redact_fields": list(redact_field),
+    }
+    if hosts:
+        wsreplay_options["allow_hosts"] = list(hosts)
+    settings = proxy_settings(
+        mode_spec, listen, confdir, set_options, scripts, wsreplay_options, ssl_insecure=insecure, upstream_ca=upstream_ca
     )
     recorder = Recorder()
     show_live_log()
-
-    def ready(proxy_host: ProxyHost, host: str, port: int) -> None:
-        target = upstream if mode == "reverse" else "any host (explicit proxy)"
-        click.echo(f"wsreplay: recording {target} on {host}:{port} into {output}; Ctrl-C to stop", err=True)
-        if mode == "regular":
-            print_proxy_environment(host, port, proxy_host.ca_cert_path)
-
+    target = upstream if mode == "reverse" else "any host (explicit proxy)"
     try:
-        asyncio.run(run_until_stopped(settings, [recorder, Resolver()], ready))
-    except ProxyStartError as exc:
-        fail(str(exc))
+        status = serve_proxy(settings, [recorder, Resolver()], f"recording {target} into {output}", mode, command)
     finally:
         recorder.finish()
+    sys.exit(status)
 
 
 def _parse_meta(item: str) -> tuple[str, str]:
@@ -219,17 +341,6 @@ def _parse_meta(item: str) -> tuple[str, str]:
     if not sep or not key:
         raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--meta")
     return key, value
-
-
-def print_proxy_environment(host: str, port: int, ca: Path) -> None:
-    from proxy.trust import proxy_environment, write_ca_bundle
-
-    bundle = write_ca_bundle(ca)
-    click.echo(f"wsreplay: proxy CA: {ca}", err=True)
-    click.echo("wsreplay: give clients this environment:", err=True)
-    for name, value in proxy_environment(f"http://{host}:{port}", bundle).items():
-        if name.islower() or name == "SSL_CERT_FILE":
-            click.echo(f"  export {name}={value}", err=True)
 
 
 @main.command()
@@ -353,17 +464,8 @@ def replay_mode_spec(mode: str, upstream: str | None, cassette: Cassette) -> str
     return recorded if recorded.startswith("reverse:") else "reverse:http://wsreplay.invalid"
 
 
-@main.command()
+@main.command(context_settings={"ignore_unknown_options": True})
 @click.argument("cassette", type=click.Path(path_type=Path))
-@click.option("--listen", default="127.0.0.1:8080", show_default=True, callback=parse_listen, metavar="HOST:PORT")
-@click.option(
-    "--mode",
-    type=click.Choice(["reverse", "regular"]),
-    default="reverse",
-    show_default=True,
-    help="reverse: clients connect to the proxy as if it were the upstream; regular: an explicit proxy "
-    "(https_proxy) that intercepts TLS, for clients with hard-coded URLs. Nothing is forwarded in either.",
-)
 @click.option("--upstream", metavar="URL", help="Upstream the proxy poses as in reverse mode (default: the recorded one).")
 @click.option(
     "--speed", default="1", show_default=True, help="1 keeps the recorded gaps, N divides them, max sends at once."
@@ -378,20 +480,29 @@ def replay_mode_spec(mode: str, upstream: str | None, cassette: Cassette) -> str
 @click.option("--ignore", multiple=True, metavar="KEY|PATH", help="JSON key or path ignored when matching (repeatable).")
 @click.option("--strict", is_flag=True, help="Exit 1 if anything was unmatched or a recorded interaction went unused.")
 @click.option("--direct", is_flag=True, help="Serve clients that connect straight to the replay server, no mitmproxy.")
-@click.option("--confdir", type=click.Path(file_okay=False, path_type=Path), help="mitmproxy's directory for its CA.")
+@with_options(proxy_command_options("replay"))
 def replay(
     cassette: Path,
-    listen: tuple[str, int],
-    mode: str,
     upstream: str | None,
     speed: str,
     on_mismatch: str,
     ignore: tuple[str, ...],
     strict: bool,
     direct: bool,
+    listen: tuple[str, int],
+    mode: str,
     confdir: Path | None,
+    hosts: tuple[str, ...],
+    set_options: tuple[str, ...],
+    scripts: tuple[str, ...],
+    command: tuple[str, ...],
 ) -> None:
-    """Answer clients from a cassette alone: no network, same frames, same close codes."""
+    """Answer clients from a cassette alone: no network, same frames, same close codes.
+
+    With `-- COMMAND...`, run the command with the proxy's environment, stop when it
+    ends and exit with its status (or 1 under --strict when the replay was not clean).
+    """
+    from addons.replayer import Replayer
     from proxy.replay import parse_speed
 
     try:
@@ -401,56 +512,34 @@ def replay(
     loaded = _load(cassette)
     show_live_log()
     if direct:
-        if mode == "regular":
-            raise click.UsageError("--direct serves clients that connect straight to it; it has no regular mode")
+        if mode == "regular" or command or set_options or scripts:
+            raise click.UsageError("--direct serves clients that connect straight to it: no regular mode, command, --set or -s")
         report = asyncio.run(_replay_direct(loaded, listen, speed, on_mismatch, ignore))
+        status = 0
     else:
-        report = _replay_through_mitmproxy(cassette, loaded, listen, mode, upstream, speed, on_mismatch, ignore, confdir)
-    if report is not None:
-        click.echo(report.format(), err=True)
-        if strict and not report.clean:
-            sys.exit(1)
-
-
-def _replay_through_mitmproxy(
-    path: Path,
-    cassette: Cassette,
-    listen: tuple[str, int],
-    mode: str,
-    upstream: str | None,
-    speed: str,
-    on_mismatch: str,
-    ignore: tuple[str, ...],
-    confdir: Path | None,
-) -> ReplayReport | None:
-    from addons.replayer import Replayer
-    from proxy.mitm import ProxySettings, ProxyStartError
-
-    settings = ProxySettings(
-        mode=replay_mode_spec(mode, upstream, cassette),
-        listen_host=listen[0],
-        listen_port=listen[1],
-        connection_strategy="lazy",
-        confdir=str(confdir) if confdir else None,
-        extra_options={
-            "wsreplay_cassette": str(path),
+        wsreplay_options: dict[str, str | list[str]] = {
+            "wsreplay_cassette": str(cassette),
             "wsreplay_speed": speed,
             "wsreplay_on_mismatch": on_mismatch,
             "wsreplay_ignore": list(ignore),
-        },
-    )
-    replayer = Replayer()
-
-    def ready(proxy_host: ProxyHost, host: str, port: int) -> None:
-        click.echo(f"wsreplay: replaying {path} on {host}:{port} ({mode} mode, offline); Ctrl-C to stop", err=True)
-        if mode == "regular":
-            print_proxy_environment(host, port, proxy_host.ca_cert_path)
-
-    try:
-        asyncio.run(run_until_stopped(settings, [replayer], ready))
-    except ProxyStartError as exc:
-        fail(str(exc))
-    return replayer.report()
+        }
+        settings = proxy_settings(
+            replay_mode_spec(mode, upstream, loaded),
+            listen,
+            confdir,
+            set_options,
+            scripts,
+            wsreplay_options,
+            connection_strategy="lazy",
+        )
+        replayer = Replayer()
+        status = serve_proxy(settings, [replayer], f"replaying {cassette} ({mode} mode, offline)", mode, command)
+        report = replayer.report()
+    if report is not None:
+        click.echo(report.format(), err=True)
+        if strict and not report.clean and status == 0:
+            status = 1
+    sys.exit(status)
 
 
 async def _replay_direct(
@@ -592,3 +681,24 @@ def import_(source: Path, output: Path, overwrite: bool) -> None:
     except CassetteError as exc:
         fail(str(exc))
     click.echo(f"wsreplay: wrote {output}: {summary}", err=True)
+
+
+@main.command()
+@click.option("--proxy", "proxy_address", default="127.0.0.1:8080", show_default=True, callback=parse_listen, metavar="HOST:PORT", help="Where the proxy listens (its --listen).")
+@click.option("--confdir", type=click.Path(file_okay=False, path_type=Path), help="mitmproxy's directory for its CA (created if missing).")
+@click.option("--shell", is_flag=True, help="Print `export NAME=VALUE` lines for `eval`; default NAME=VALUE lines (for $GITHUB_ENV).")
+def env(proxy_address: tuple[str, int], confdir: Path | None, shell: bool) -> None:
+    """Print the environment that makes clients use a regular-mode proxy and trust its CA.
+
+    For CI scripts that start `wsreplay record|replay --mode regular` themselves:
+    https_proxy/http_proxy/wss_proxy (and upper case), SSL_CERT_FILE,
+    REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE, NODE_EXTRA_CA_CERTS, and NO_PROXY for loopback.
+    """
+    import shlex
+
+    from proxy.trust import ensure_ca, proxy_environment, write_ca_bundle
+
+    host, port = proxy_address
+    bundle = write_ca_bundle(ensure_ca(str(confdir) if confdir else None))
+    for name, value in proxy_environment(f"http://{host}:{port}", bundle).items():
+        click.echo(f"export {name}={shlex.quote(value)}" if shell else f"{name}={value}")

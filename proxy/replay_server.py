@@ -188,21 +188,23 @@ def _dispatch(connection: _Connection, actions: Sequence[Action], received: floa
 
 
 async def _perform(connection: _Connection) -> None:
-    """Perform queued actions in order, each after its delay from the later of the previous
-    action and the client frame that triggered it (scheduled times, so gaps do not drift)."""
+    """Perform queued actions in order, each `delay` after the later of the previous action
+    and the client frame that triggered it (a late wake-up delays what follows, so no gap shrinks)."""
     loop = asyncio.get_running_loop()
     ws = connection.ws
-    scheduled = loop.time()
+    previous = loop.time()
     try:
         while True:
             actions, received = await connection.outbox.get()
+            previous = max(previous, received)
             for action in actions:
                 kind = type(action)
                 if kind is Log:
                     continue
-                scheduled = max(scheduled, received) + action.delay
-                if action.delay and (wait := scheduled - loop.time()) > 0:
-                    await asyncio.sleep(wait)
+                if action.delay:
+                    if (wait := previous + action.delay - loop.time()) > 0:
+                        await asyncio.sleep(wait)
+                    previous = loop.time()
                 if kind is Send:
                     await ws.send_frame(action.payload, _OPCODES[action.is_text])
                 elif kind is Close:

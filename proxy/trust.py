@@ -15,6 +15,16 @@ import certifi
 BUNDLE_NAME = "wsreplay-ca-bundle.pem"
 
 
+def ensure_ca(confdir: str | None = None) -> Path:
+    """mitmproxy's CA certificate in `confdir`, created (as mitmproxy would) if missing."""
+    from mitmproxy import certs, options
+
+    directory = Path(confdir or options.CONF_DIR).expanduser()
+    directory.mkdir(parents=True, exist_ok=True)
+    certs.CertStore.from_store(directory, options.CONF_BASENAME, options.KEY_SIZE)
+    return directory / f"{options.CONF_BASENAME}-ca-cert.pem"
+
+
 def write_ca_bundle(ca_cert: Path, directory: Path | None = None) -> Path:
     """Write (or refresh) system roots + the proxy CA to a stable path; return it."""
     directory = directory or ca_cert.parent

@@ -1,0 +1,718 @@
+"""wsreplay benchmark: one command, every figure against a baseline measured in the same run.
+
+    python bench/run.py            # default run (a few minutes on 2 cores)
+    python bench/run.py --quick    # smoke run (~30 s)
+    python bench/run.py --frames 20000 --repeats 5 --output /tmp/bench.json
+
+Setup (also written to the JSON):
+
+* The load (a plain ``websockets`` server and client, compression off, ~100-byte JSON
+  text frames) runs in this process on one asyncio loop.
+* Each mitmproxy (wsreplay's ``ProxyHost``, reverse mode, default mitmproxy addons)
+  runs in its own process (multiprocessing, spawn): ``bare`` (no wsreplay addon),
+  ``recorder`` (``Recorder`` writing a temp cassette), ``replayer`` (``Replayer`` on a
+  cassette of the recorded burst, speed max). No CPU pinning: the OS schedules the
+  processes over the machine's cores.
+* Proxied measurements alternate between the proxies (rotating the order each
+  repeat) so drifting machine load hits them alike; each figure is the median of the
+  repeats. Besides wall-clock rates, the proxy process's CPU time per frame is read
+  from /proc (frames per proxy CPU-second), which other load on the machine disturbs
+  far less.
+* Memory: each proxy's RSS (/proc/PID/status VmRSS) right before one long burst
+  session and right after its last frame arrived (the flow still live); the bare and
+  recorder sessions run at the same time.
+
+Ratios are value / baseline. Rows without a target are context.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+ROOT = BENCH_DIR.parent
+for entry in (str(ROOT), str(BENCH_DIR)):
+    if entry not in sys.path:
+        sys.path.insert(0, entry)
+
+import matching  # noqa: E402
+import storage  # noqa: E402
+import wsload  # noqa: E402
+from proxyproc import ProxyConfig, ProxyProcess  # noqa: E402
+
+MB = 1_000_000
+MIB = 1024 * 1024
+
+
+# --- figures -------------------------------------------------------------------------
+
+
+@dataclass
+class Figure:
+    key: str
+    label: str
+    value: float
+    unit: str
+    baseline: float | None = None
+    baseline_label: str = ""
+    target: str = ""
+    """``ratio>=0.95``, ``ratio<=2``, ``value<30``: what the figure should meet, if anything."""
+    samples: list[float] = field(default_factory=list)
+    baseline_samples: list[float] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        if self.baseline is None or not self.baseline:
+            return None
+        return self.value / self.baseline
+
+    @property
+    def met(self) -> bool | None:
+        if not self.target:
+            return None
+        subject, op, limit = _parse_target(self.target)
+        actual = self.ratio if subject == "ratio" else self.value
+        if actual is None:
+            return None
+        return {">=": actual >= limit, "<=": actual <= limit, "<": actual < limit, ">": actual > limit}[op]
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["ratio"] = self.ratio
+        data["met"] = self.met
+        return data
+
+
+def _parse_target(target: str) -> tuple[str, str, float]:
+    for op in (">=", "<=", "<", ">"):
+        if op in target:
+            subject, limit = target.split(op)
+            return subject.strip(), op, float(limit)
+    raise ValueError(target)
+
+
+def _fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    if unit in ("frames/s", "round trips/s", "frames/CPU-s", "rt/CPU-s"):
+        return f"{value:,.0f} {unit}"
+    if unit == "MB/s":
+        return f"{value:,.1f} MB/s"
+    if unit == "MiB":
+        return f"{value:+.1f} MiB"
+    if unit == "bytes/frame":
+        return f"{value:,.1f} B/frame"
+    if unit == "ms":
+        return f"{value:,.1f} ms"
+    if unit == "µs":
+        return f"{value:,.1f} µs" if value < 10_000 else f"{value / 1000:,.1f} ms"
+    return f"{value:,.3g} {unit}"
+
+
+def _fmt_target(target: str) -> str:
+    if not target:
+        return ""
+    subject, op, limit = _parse_target(target)
+    op = {">=": "≥", "<=": "≤"}.get(op, op)
+    return f"{'ratio' if subject == 'ratio' else 'value'} {op} {limit:g}"
+
+
+def print_table(figures: list[Figure], out=sys.stdout) -> None:
+    rows = [("figure", "value", "baseline", "ratio", "target", "met?")]
+    for f in figures:
+        baseline = "-" if f.baseline is None else f"{_fmt(f.baseline, f.unit)} ({f.baseline_label})"
+        ratio = "-" if f.ratio is None else f"{f.ratio:.3f}"
+        met = {None: "", True: "yes", False: "NO"}[f.met]
+        rows.append((f.label, _fmt(f.value, f.unit), baseline, ratio, _fmt_target(f.target), met))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for index, row in enumerate(rows):
+        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip(), file=out)
+        if index == 0:
+            print("  ".join("-" * w for w in widths), file=out)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+# --- helpers -------------------------------------------------------------------------
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def proxy_cpu_seconds(pid: int) -> float:
+    """CPU seconds used so far by a whole process (all its threads), with nanosecond resolution.
+
+    Reads the process's CPU-time clock (what glibc's clock_getcpuclockid returns:
+    ``(~pid << 3) | 2`` on Linux); falls back to utime+stime of /proc/PID/stat (clock ticks).
+    """
+    try:
+        return time.clock_gettime((~pid << 3) | 2)
+    except OSError:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def replay_engine_status() -> tuple[bool, str]:
+    try:
+        import addons.replayer  # noqa: F401
+        import proxy.replay  # noqa: F401
+        import proxy.replay_server  # noqa: F401
+    except Exception as exc:  # the engine is being written: any import failure means "not yet"
+        return False, f"replay engine not importable ({type(exc).__name__}: {exc})"
+    tests = ROOT / "tests" / "test_replay_server.py"
+    return True, "tests/test_replay_server.py present" if tests.exists() else "tests/test_replay_server.py absent"
+
+
+@dataclass
+class Params:
+    frames: int
+    proxy_frames: int
+    round_trips: int
+    plain_round_trips: int
+    warmup_frames: int
+    repeats: int
+    http_sizes: tuple[int, ...]
+    one_path_sizes: tuple[int, ...]
+    vcrpy_sizes: tuple[int, ...]
+    http_lookups: int
+    http_min_seconds: float
+    quick: bool
+
+
+class Proxied:
+    """A proxy process and the count of WebSocket flows it has ended."""
+
+    def __init__(self, kind: str, process: ProxyProcess) -> None:
+        self.kind = kind
+        self.process = process
+        self.sessions = 0
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.process.port}"
+
+    async def settle(self) -> None:
+        """Wait until the proxy has ended every flow so far (its hooks ran: the next run starts clean)."""
+        self.sessions += 1
+        await asyncio.to_thread(self.process.wait_ended, self.sessions)
+
+
+async def timed_burst(target: Proxied, count: int, last: str, at_end: Callable[[], object] | None = None) -> tuple[float, float]:
+    """(frames/s, proxy CPU seconds per frame) for one burst through `target`."""
+    pid = target.process.pid
+    gc.collect()
+    cpu_before = proxy_cpu_seconds(pid)
+    cpu_after = 0.0
+
+    def end() -> None:
+        nonlocal cpu_after
+        cpu_after = proxy_cpu_seconds(pid)
+        if at_end is not None:
+            at_end()
+
+    seconds = await wsload.burst(target.url, count, last, at_end=end)
+    await target.settle()
+    return count / seconds, (cpu_after - cpu_before) / count
+
+
+async def timed_round_trips(target: Proxied, frames: list[str], count: int) -> tuple[float, float]:
+    pid = target.process.pid
+    gc.collect()
+    cpu_before = proxy_cpu_seconds(pid)
+    seconds = await wsload.round_trips(target.url, frames, count)
+    cpu = proxy_cpu_seconds(pid) - cpu_before
+    await target.settle()
+    return count / seconds, cpu / count
+
+
+async def alternate(
+    repeats: int, runs: dict[str, Callable[[], Awaitable[Any]]]
+) -> dict[str, list[Any]]:
+    """Run each named measurement `repeats` times, rotating the order every repeat."""
+    names = list(runs)
+    results: dict[str, list[Any]] = {name: [] for name in names}
+    for repeat in range(repeats):
+        shift = repeat % len(names)
+        for name in names[shift:] + names[:shift]:
+            results[name].append(await runs[name]())
+    return results
+
+
+# --- the WebSocket part ----------------------------------------------------------------
+
+
+async def websocket_benchmarks(params: Params, work: Path, figures: list[Figure], raw: dict[str, Any], skipped: list[str]) -> None:
+    frames = wsload.make_frames(max(params.frames, params.proxy_frames, params.warmup_frames))
+    last = {n: frames[n - 1] for n in {params.frames, params.proxy_frames, params.warmup_frames}}
+    server = wsload.LoadServer(frames)
+    port = await server.start()
+    plain_url = f"ws://127.0.0.1:{port}"
+    replay_ok, replay_status = replay_engine_status()
+    raw["replay_engine"] = replay_status
+    recorded = work / "recorded.cassette"
+    flow_file = work / "bare-session.mitm"
+    processes: list[ProxyProcess] = []
+
+    def new_proxy(kind: str, cassette: Path | None = None) -> ProxyProcess:
+        confdir = work / f"confdir-{kind}"
+        confdir.mkdir(exist_ok=True)
+        process = ProxyProcess(ProxyConfig(kind, port, str(confdir), str(cassette) if cassette else None))
+        processes.append(process)
+        return process
+
+    try:
+        log("starting bare and recorder mitmproxy processes")
+        bare_process, recorder_process = new_proxy("bare"), new_proxy("recorder", recorded)
+        await asyncio.gather(asyncio.to_thread(bare_process.start), asyncio.to_thread(recorder_process.start))
+        bare, recorder = Proxied("bare", bare_process), Proxied("recorder", recorder_process)
+
+        log("warm-up")
+        for target in (bare, recorder):
+            await wsload.burst(target.url, params.warmup_frames, last[params.warmup_frames])
+            await target.settle()
+            await wsload.round_trips(target.url, frames, max(10, params.round_trips // 10))
+            await target.settle()
+            await wsload.burst(target.url, params.proxy_frames, last[params.proxy_frames])
+            await target.settle()
+        await wsload.burst(plain_url, params.warmup_frames, last[params.warmup_frames])
+
+        # Memory: one long session on each proxy at once; RSS before, and after the last frame (flow live).
+        log(f"memory: one {params.frames:,}-frame session through bare and recorder proxies (concurrently)")
+        await asyncio.to_thread(bare.process.call, "capture", str(flow_file))
+        memory: dict[str, dict[str, float]] = {}
+
+        async def memory_session(target: Proxied) -> None:
+            pid = target.process.pid
+            gc.collect()
+            before = target.process.rss_kb()
+            cpu_before = proxy_cpu_seconds(pid)
+            seen: dict[str, float] = {}
+
+            def at_end() -> None:
+                seen["rss_after_kb"] = target.process.rss_kb()
+                seen["hwm_kb"] = target.process.hwm_kb()
+                seen["cpu"] = proxy_cpu_seconds(pid) - cpu_before
+
+            seconds = await wsload.burst(target.url, params.frames, last[params.frames], at_end=at_end)
+            await target.settle()
+            memory[target.kind] = {
+                "frames": params.frames,
+                "rss_before_kb": before,
+                "rss_after_kb": seen["rss_after_kb"],
+                "rss_after_close_kb": target.process.rss_kb(),
+                "hwm_kb": seen["hwm_kb"],
+                "seconds": seconds,
+                "cpu_seconds": seen["cpu"],
+            }
+
+        await asyncio.gather(memory_session(bare), memory_session(recorder))
+        raw["memory"] = memory
+
+        replayer: Proxied | None = None
+        replay_cassette = work / "replay.cassette"
+        if replay_ok:
+            queries = [f"n={n}" for n in dict.fromkeys((params.warmup_frames, params.proxy_frames, params.frames))]
+            raw["replay_cassette_frames"] = storage.select_connections(recorded, queries, replay_cassette)
+            log("starting the replayer mitmproxy process")
+            replay_process = new_proxy("replayer", replay_cassette)
+            await asyncio.to_thread(replay_process.start)
+            replayer = Proxied("replayer", replay_process)
+            await wsload.burst(replayer.url, params.warmup_frames, last[params.warmup_frames])
+            await replayer.settle()
+            await wsload.burst(replayer.url, params.proxy_frames, last[params.proxy_frames])
+            await replayer.settle()
+        else:
+            skipped.append(f"replay rows: {replay_status}")
+
+        log(f"proxied bursts: {params.proxy_frames:,} frames x {params.repeats}, alternating")
+        runs: dict[str, Callable[[], Awaitable[Any]]] = {
+            "bare": lambda: timed_burst(bare, params.proxy_frames, last[params.proxy_frames]),
+            "recorder": lambda: timed_burst(recorder, params.proxy_frames, last[params.proxy_frames]),
+        }
+        if replayer is not None:
+            runs["replayer"] = lambda: timed_burst(replayer, params.proxy_frames, last[params.proxy_frames])
+        bursts = await alternate(params.repeats, runs)
+        raw["proxied_bursts"] = bursts
+
+        log(f"proxied round trips: {params.round_trips:,} x {params.repeats}, alternating")
+        trips = await alternate(
+            params.repeats,
+            {
+                "bare": lambda: timed_round_trips(bare, frames, params.round_trips),
+                "recorder": lambda: timed_round_trips(recorder, frames, params.round_trips),
+            },
+        )
+        raw["proxied_round_trips"] = trips
+
+        # Physical limit and direct replay, alternating, in this process.
+        direct_server = None
+        plain_runs: dict[str, Callable[[], Awaitable[Any]]] = {
+            "plain": lambda: _plain_burst(plain_url, params.frames, last[params.frames])
+        }
+        if replay_ok:
+            from proxy.cassette import load_cassette
+            from proxy.replay import ReplayOptions, ReplaySession
+            from proxy.replay_server import ReplayServer
+
+            direct_server = ReplayServer(ReplaySession(load_cassette(replay_cassette), ReplayOptions(speed=None)))
+            host, direct_port = await direct_server.start()
+            direct_url = f"ws://{host}:{direct_port}"
+            await wsload.burst(direct_url, params.warmup_frames, last[params.warmup_frames])
+            plain_runs["direct"] = lambda: _plain_burst(direct_url, params.frames, last[params.frames])
+        log(f"plain websockets and direct replay bursts: {params.frames:,} frames x {params.repeats}, alternating")
+        try:
+            plain = await alternate(params.repeats, plain_runs)
+        finally:
+            if direct_server is not None:
+                await direct_server.close()
+        log(f"plain round trips: {params.plain_round_trips:,} x {params.repeats}")
+        plain_trips = [
+            params.plain_round_trips / await wsload.round_trips(plain_url, frames, params.plain_round_trips)
+            for _ in range(params.repeats)
+        ]
+        raw["plain"] = {**plain, "round_trips": plain_trips}
+    finally:
+        log("stopping proxies")
+        codes = await asyncio.gather(*(asyncio.to_thread(p.stop) for p in processes))
+        raw["proxy_exit_codes"] = {p.config.kind: code for p, code in zip(processes, codes, strict=True)}
+        await server.close()
+
+    # Figures.
+    plain_burst = median(plain["plain"])
+    plain_rt = median(plain_trips)
+    fps = {kind: [s[0] for s in samples] for kind, samples in bursts.items()}
+    cpu = {kind: [1 / s[1] for s in samples] for kind, samples in bursts.items()}
+    rt = {kind: [s[0] for s in samples] for kind, samples in trips.items()}
+    rt_cpu = {kind: [1 / s[1] for s in samples] for kind, samples in trips.items()}
+    figures += [
+        Figure("physical.burst", f"plain websockets burst ({params.frames:,} frames)", plain_burst, "frames/s", samples=plain["plain"]),
+        Figure("physical.round_trip", "plain websockets round trips", plain_rt, "round trips/s", samples=plain_trips),
+        Figure(
+            "bare.burst", f"bare mitmproxy burst ({params.proxy_frames:,} frames)", median(fps["bare"]), "frames/s",
+            plain_burst, "plain", samples=fps["bare"],
+        ),
+        Figure(
+            "recorder.burst", "recorder burst", median(fps["recorder"]), "frames/s", median(fps["bare"]), "bare",
+            "ratio>=0.95", fps["recorder"], fps["bare"],
+        ),
+        Figure(
+            "recorder.burst_cpu", "recorder burst, per proxy CPU-s", median(cpu["recorder"]), "frames/CPU-s",
+            median(cpu["bare"]), "bare", "ratio>=0.95", cpu["recorder"], cpu["bare"],
+        ),
+        Figure(
+            "bare.round_trip", "bare mitmproxy round trips", median(rt["bare"]), "round trips/s", plain_rt, "plain",
+            samples=rt["bare"],
+        ),
+        Figure(
+            "recorder.round_trip", "recorder round trips", median(rt["recorder"]), "round trips/s", median(rt["bare"]),
+            "bare", "ratio>=0.95", rt["recorder"], rt["bare"],
+        ),
+        Figure(
+            "recorder.round_trip_cpu", "recorder round trips, per proxy CPU-s", median(rt_cpu["recorder"]), "rt/CPU-s",
+            median(rt_cpu["bare"]), "bare", "ratio>=0.95", rt_cpu["recorder"], rt_cpu["bare"],
+        ),
+    ]
+    if "replayer" in fps:
+        figures.append(
+            Figure(
+                "replay.proxy_burst", "replay via mitmproxy (Replayer, max)", median(fps["replayer"]), "frames/s",
+                median(fps["bare"]), "bare relaying live", samples=fps["replayer"], baseline_samples=fps["bare"],
+            )
+        )
+    if "direct" in plain:
+        figures.append(
+            Figure(
+                "replay.direct_burst", f"replay direct (replay server, {params.frames:,})", median(plain["direct"]),
+                "frames/s", plain_burst, "plain", "ratio>=0.8", plain["direct"], plain["plain"],
+            )
+        )
+    mem_bare, mem_rec = memory["bare"], memory["recorder"]
+    grow = {k: (m["rss_after_kb"] - m["rss_before_kb"]) / 1024 for k, m in memory.items()}
+    figures += [
+        Figure(
+            "recorder.memory", f"recorder RSS growth, {params.frames:,}-frame session", grow["recorder"], "MiB",
+            grow["bare"], "bare growth", "value<30",
+            note=f"recorder {mem_rec['rss_before_kb'] / 1024:.0f}->{mem_rec['rss_after_kb'] / 1024:.0f} MiB, "
+            f"bare {mem_bare['rss_before_kb'] / 1024:.0f}->{mem_bare['rss_after_kb'] / 1024:.0f} MiB",
+        ),
+        Figure(
+            "recorder.memory_session_cpu", f"recorder, per proxy CPU-s over {params.frames:,} frames",
+            params.frames / mem_rec["cpu_seconds"], "frames/CPU-s", params.frames / mem_bare["cpu_seconds"], "bare",
+            note="from the memory sessions (bare and recorder ran concurrently)",
+        ),
+    ]
+    raw["flow_file"] = storage.flow_file_figures(flow_file)
+    raw["recorded_cassette_bytes"] = recorded.stat().st_size
+
+
+async def _plain_burst(url: str, count: int, last: str) -> float:
+    gc.collect()
+    return count / await wsload.burst(url, count, last)
+
+
+# --- storage and HTTP matching ---------------------------------------------------------------
+
+
+def storage_benchmarks(params: Params, work: Path, figures: list[Figure], raw: dict[str, Any]) -> None:
+    records = storage.connection_records(work / "recorded.cassette", f"n={params.frames}")
+    log(f"cassette write/read: {len(records):,} records of the recorded {params.frames:,}-frame session")
+    runs = [storage.cassette_figures(records, work) for _ in range(params.repeats)]
+    raw["storage"] = runs
+    flow = raw["flow_file"]
+    frames = runs[0]["frames"]
+    write_fps = [frames / r["write_seconds"] for r in runs]
+    read_fps = [frames / r["read_seconds"] for r in runs]
+    write_mbs = [r["cassette_bytes"] / r["write_seconds"] / MB for r in runs]
+    read_mbs = [r["cassette_bytes"] / r["read_seconds"] / MB for r in runs]
+    jsonl_write = [frames / r["jsonl_write_seconds"] for r in runs]
+    jsonl_read = [frames / r["jsonl_read_seconds"] for r in runs]
+    per_frame = runs[0]["cassette_bytes_per_frame"]
+    figures += [
+        Figure("cassette.write", f"cassette write ({frames:,} frames)", median(write_fps), "frames/s", median(jsonl_write),
+               "JSON lines", samples=write_fps, baseline_samples=jsonl_write),
+        Figure("cassette.write_mbs", "cassette write", median(write_mbs), "MB/s", samples=write_mbs),
+        Figure("cassette.read", "cassette read (streaming)", median(read_fps), "frames/s", median(jsonl_read),
+               "JSON lines", samples=read_fps, baseline_samples=jsonl_read),
+        Figure("cassette.read_mbs", "cassette read", median(read_mbs), "MB/s", samples=read_mbs),
+        Figure("cassette.read_vs_flow", "cassette read vs mitmproxy flow file", median(read_fps), "frames/s",
+               flow["messages"] / flow["read_seconds"], "mitmproxy FlowReader"),
+        Figure("cassette.size_vs_flow", "cassette size", per_frame, "bytes/frame", flow["bytes_per_message"],
+               "mitmproxy flow file"),
+        Figure("cassette.size_vs_jsonl", "cassette size", per_frame, "bytes/frame", runs[0]["jsonl_bytes_per_frame"],
+               "JSON lines"),
+    ]
+
+
+def http_benchmarks(params: Params, work: Path, figures: list[Figure], raw: dict[str, Any], skipped: list[str]) -> None:
+    try:
+        import proxy.replay  # noqa: F401
+    except Exception as exc:
+        skipped.append(f"HTTP matching rows: replay engine not importable ({exc})")
+        return
+    ours: dict[int, dict[str, Any]] = {}
+    for size in params.http_sizes:
+        log(f"HTTP matching: wsreplay, {size:,} exchanges")
+        ours[size] = matching.wsreplay_figures(work, size, "mixed", params.http_lookups, params.http_min_seconds)
+    one_path: dict[int, dict[str, Any]] = {}
+    for size in params.one_path_sizes:
+        log(f"HTTP matching: wsreplay, {size:,} exchanges on one path")
+        one_path[size] = matching.wsreplay_figures(work, size, "one-path", max(20, params.http_lookups // 10), params.http_min_seconds)
+    theirs: dict[int, dict[str, Any]] = {}
+    if matching.vcrpy_available():
+        for size in params.vcrpy_sizes:
+            log(f"HTTP matching: vcrpy, {size:,} exchanges")
+            theirs[size] = matching.vcrpy_figures(work, size, "mixed", max(20, params.http_lookups // 10), params.http_min_seconds)
+    else:
+        print("vcrpy not installed", flush=True)
+        skipped.append("vcrpy rows: vcrpy not installed")
+    raw["http"] = {"wsreplay": ours, "wsreplay_one_path": one_path, "vcrpy": theirs}
+    reference = 1000 if 1000 in ours else max(ours)
+    us = 1e6
+    load_baseline = theirs.get(reference, {}).get("load_seconds")
+    match_baseline = theirs.get(reference, {}).get("match_seconds")
+    figures += [
+        Figure("http.load", f"load+index {reference:,} HTTP exchanges", ours[reference]["load_seconds"] * 1000, "ms",
+               None if load_baseline is None else load_baseline * 1000, "vcrpy YAML load"),
+        Figure("http.match", f"match 1 request among {reference:,}", ours[reference]["match_seconds"] * us, "µs",
+               None if match_baseline is None else match_baseline * us, "vcrpy play_response"),
+    ]
+    smallest = min(ours)
+    for size in sorted(ours):
+        if size == smallest:
+            figures.append(Figure(f"http.match_{size}", f"match cost, {size:,} exchanges", ours[size]["match_seconds"] * us, "µs"))
+        else:
+            figures.append(
+                Figure(f"http.match_{size}", f"match cost, {size:,} exchanges", ours[size]["match_seconds"] * us, "µs",
+                       ours[smallest]["match_seconds"] * us, f"{smallest:,} exchanges", "ratio<=2")
+            )
+    if len(one_path) >= 2:
+        small, large = min(one_path), max(one_path)
+        figures += [
+            Figure("http.one_path_match", f"match, {large:,} exchanges on one path (query differs)",
+                   one_path[large]["match_seconds"] * us, "µs", one_path[small]["match_seconds"] * us,
+                   f"{small:,} on one path", "ratio<=2"),
+            Figure("http.one_path_load", f"load+index {large:,} exchanges on one path", one_path[large]["load_seconds"] * 1000,
+                   "ms", one_path[small]["load_seconds"] * 1000, f"{small:,} on one path"),
+        ]
+    if len(theirs) >= 2:
+        small, large = min(theirs), max(theirs)
+        figures.append(
+            Figure("http.vcrpy_growth", f"vcrpy match cost, {large:,} exchanges", theirs[large]["match_seconds"] * us, "µs",
+                   theirs[small]["match_seconds"] * us, f"vcrpy, {small:,}")
+        )
+
+
+# --- main ----------------------------------------------------------------------------
+
+
+def environment() -> dict[str, Any]:
+    import aiohttp
+    import msgpack
+    import websockets
+    from mitmproxy import version
+
+    try:
+        import vcr
+
+        vcr_version = vcr.__version__
+    except ImportError:
+        vcr_version = None
+    load = os.getloadavg()
+    return {
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "mitmproxy": version.VERSION,
+        "websockets": websockets.__version__,
+        "aiohttp": aiohttp.__version__,
+        "msgpack": ".".join(map(str, msgpack.version)),
+        "vcrpy": vcr_version,
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)),
+        "loadavg_at_start": load,
+    }
+
+
+SETUP = {
+    "load": "plain websockets (asyncio API) server and client in the benchmark process, one event loop, "
+    "127.0.0.1, compression off, ~100-byte JSON text frames",
+    "proxies": "wsreplay ProxyHost (reverse mode, default mitmproxy addons) each in its own process "
+    "(multiprocessing spawn): bare (no wsreplay addon), recorder (Recorder -> temp cassette), "
+    "replayer (Replayer on a cassette of the recorded burst, speed max, lazy connections); no CPU pinning",
+    "burst": "server sends N frames as fast as it can after the client's start frame; the client times "
+    "start frame -> N-th frame received",
+    "round_trip": "client sends a frame, waits for the echo, in sequence",
+    "repeats": "proxied (and plain/direct) runs alternate, rotating the order each repeat; medians",
+    "cpu": "proxy CPU = the proxy process's CPU-time clock (all threads, clock_gettime on its "
+    "CPUCLOCK) from the start frame to the last frame received",
+    "memory": "VmRSS of each proxy process right before one N-frame burst and right after its last "
+    "frame arrived, the flow still live; bare and recorder sessions run concurrently",
+    "direct_replay": "replay server (aiohttp, direct mode, speed max) in the benchmark process, "
+    "same client, against the plain websockets server sending the same frames",
+    "storage": "the recorded N-frame session's records written with CassetteWriter / read with "
+    "CassetteReader; JSON lines = `wsreplay show --json` objects; mitmproxy flow file = "
+    "io.FlowWriter of the bare proxy's N-frame session flow",
+    "http": "cassettes of K mixed REST exchanges (distinct paths); wsreplay live requests carry fresh "
+    "volatile JSON values; vcrpy: YAML cassette, default matchers, identical requests, "
+    "allow_playback_repeats",
+}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", type=int, default=None, help="frames of the long sessions (memory, plain, direct, storage); default 100000, --quick 2000")
+    parser.add_argument("--proxy-frames", type=int, default=None, help="frames per proxied burst run; default min(frames, 5000)")
+    parser.add_argument("--round-trips", type=int, default=None, help="round trips per proxied run; default min(frames, 1000)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per measurement (median); default 3")
+    parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
+    parser.add_argument("--no-vcrpy", action="store_true", help="skip the vcrpy rows")
+    parser.add_argument("--output", type=Path, default=None, help="JSON file (default bench/results/bench-<time>-py<ver>.json)")
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    return args
+
+
+def make_params(args: argparse.Namespace) -> Params:
+    quick = args.quick
+    frames = args.frames or (2000 if quick else 100_000)
+    proxy_frames = args.proxy_frames or min(frames, 300 if quick else 5000)
+    round_trips = args.round_trips or min(frames, 100 if quick else 1000)
+    return Params(
+        frames=frames,
+        proxy_frames=proxy_frames,
+        round_trips=round_trips,
+        plain_round_trips=min(frames, round_trips * 5),
+        warmup_frames=min(50 if quick else 200, frames),
+        repeats=args.repeats,
+        http_sizes=(100, 1000) if quick else (100, 1000, 10_000),
+        one_path_sizes=(50, 100) if quick else (100, 400),
+        vcrpy_sizes=() if args.no_vcrpy else ((1000,) if quick else (100, 1000)),
+        http_lookups=200,
+        http_min_seconds=0.1 if quick else 0.5,
+        quick=quick,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    params = make_params(args)
+    started = time.perf_counter()
+    output = args.output or BENCH_DIR / "results" / (
+        f"bench-{datetime.now().strftime('%Y%m%d-%H%M%S')}-py{sys.version_info.major}{sys.version_info.minor}"
+        f"{'-quick' if params.quick else ''}.json"
+    )
+    figures: list[Figure] = []
+    raw: dict[str, Any] = {}
+    skipped: list[str] = []
+    env = environment()
+    log(f"wsreplay bench: Python {env['python']}, mitmproxy {env['mitmproxy']}, {env['cpus']} CPUs, load {env['loadavg_at_start'][0]:.1f}")
+    work = Path(tempfile.mkdtemp(prefix="wsreplay-bench-"))
+    try:
+        asyncio.run(websocket_benchmarks(params, work, figures, raw, skipped))
+        storage_benchmarks(params, work, figures, raw)
+        http_benchmarks(params, work, figures, raw, skipped)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    duration = time.perf_counter() - started
+    order = [
+        "physical.", "bare.", "recorder.burst", "recorder.round", "recorder.memory", "replay.", "cassette.", "http.",
+    ]
+    figures.sort(key=lambda f: next((i for i, p in enumerate(order) if f.key.startswith(p)), len(order)))
+
+    print()
+    print(f"wsreplay benchmark — Python {env['python']}, mitmproxy {env['mitmproxy']}, websockets {env['websockets']}, "
+          f"{env['cpus']} CPUs, load avg at start {env['loadavg_at_start'][0]:.1f}, {duration:.0f} s")
+    print(f"frames: long sessions {params.frames:,}, proxied bursts {params.proxy_frames:,}, proxied round trips "
+          f"{params.round_trips:,}, repeats {params.repeats} (median); proxies in their own processes")
+    print()
+    print_table(figures)
+    notes = [f for f in figures if f.note]
+    if notes or skipped:
+        print()
+    for f in notes:
+        print(f"note: {f.label}: {f.note}")
+    for reason in skipped:
+        print(f"skipped: {reason}")
+    targets = [f for f in figures if f.met is not None]
+    print(f"\ntargets met: {sum(f.met for f in targets)}/{len(targets)}")
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    document = {
+        "benchmark": "wsreplay",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": [sys.executable, *sys.argv],
+        "duration_seconds": duration,
+        "environment": env | {"loadavg_at_end": os.getloadavg()},
+        "setup": SETUP,
+        "parameters": asdict(params),
+        "figures": [f.as_dict() for f in figures],
+        "skipped": skipped,
+        "raw": raw,
+    }
+    output.write_text(json.dumps(document, indent=2, default=str) + "\n")
+    print(f"results: {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
