@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Sequence
 
@@ -18,7 +19,7 @@ from mitmproxy import ctx, exceptions, http
 
 import proxy
 from proxy.cassette import CassetteError, CassetteWriter
-from proxy.flows import request_record, response_record
+from proxy.flows import is_replayed, request_record, response_record
 from proxy.recording import Recording
 from proxy.redaction import RedactionRules, Redactor
 from proxy.records import (
@@ -49,6 +50,9 @@ class Recorder:
             "wsreplay_overwrite", bool, False, "Replace the cassette file if it already exists."
         )
         loader.add_option(
+            "wsreplay_append", bool, False, "Add to the cassette file if it exists (new episodes of a replay)."
+        )
+        loader.add_option(
             "wsreplay_metadata", str, "{}", "JSON object stored in the cassette header (test name, environment...)."
         )
         loader.add_option(
@@ -66,7 +70,10 @@ class Recorder:
         )
 
     def configure(self, updated: set[str]) -> None:
-        if "wsreplay_output" not in updated or not ctx.options.wsreplay_output:
+        if "wsreplay_output" not in updated:
+            return
+        self.finish()
+        if not ctx.options.wsreplay_output:
             return
         try:
             metadata = json.loads(ctx.options.wsreplay_metadata)
@@ -74,7 +81,6 @@ class Recorder:
             raise exceptions.OptionsError("wsreplay_metadata must be a JSON object") from None
         if not isinstance(metadata, dict):
             raise exceptions.OptionsError("wsreplay_metadata must be a JSON object")
-        self.finish()
         header = CassetteHeader(
             created=time.time(),
             wsreplay_version=proxy.__version__,
@@ -82,12 +88,16 @@ class Recorder:
             upstream=" ".join(ctx.options.mode),
             metadata=metadata,
         )
+        last_id = 0
         try:
-            writer = CassetteWriter(ctx.options.wsreplay_output, header, overwrite=ctx.options.wsreplay_overwrite)
+            if ctx.options.wsreplay_append and os.path.exists(ctx.options.wsreplay_output):
+                writer, last_id = CassetteWriter.append_to(ctx.options.wsreplay_output)
+            else:
+                writer = CassetteWriter(ctx.options.wsreplay_output, header, overwrite=ctx.options.wsreplay_overwrite)
         except CassetteError as exc:
             raise exceptions.OptionsError(str(exc)) from None
         self.redactor = self._new_redactor()
-        self.recording = Recording(writer, self.redactor)
+        self.recording = Recording(writer, self.redactor, last_id)
         log.info("recording into %s", writer.path)
 
     @staticmethod
@@ -99,8 +109,12 @@ class Recorder:
         )
         return Redactor(rules)
 
+    def _recording_for(self, flow: http.HTTPFlow) -> Recording | None:
+        """The recording this flow goes into: none for flows the replay answered."""
+        return None if is_replayed(flow) else self.recording
+
     def response(self, flow: http.HTTPFlow) -> None:
-        recording = self.recording
+        recording = self._recording_for(flow)
         if recording is None or flow.response is None:
             return
         record_id = recording.id_for(flow.id)
@@ -124,7 +138,7 @@ class Recorder:
         )
 
     def error(self, flow: http.HTTPFlow) -> None:
-        recording = self.recording
+        recording = self._recording_for(flow)
         if recording is None or flow.error is None:
             return
         record_id = recording.id_for(flow.id)
@@ -138,7 +152,7 @@ class Recorder:
         log.info("#%d failed: %s", record_id, failure.message)
 
     def websocket_message(self, flow: http.HTTPFlow) -> None:
-        recording = self.recording
+        recording = self._recording_for(flow)
         if recording is None or flow.websocket is None:
             return
         messages = flow.websocket.messages
@@ -153,7 +167,7 @@ class Recorder:
         self._report_progress(flow.id, record_id)
 
     def websocket_end(self, flow: http.HTTPFlow) -> None:
-        recording = self.recording
+        recording = self._recording_for(flow)
         if recording is None or flow.websocket is None:
             return
         websocket = flow.websocket

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import random
+import statistics
 import time
 import uuid
 from collections.abc import Callable
@@ -93,13 +94,25 @@ def _timed_per_call(calls: list[Callable[[], Any]], min_seconds: float) -> tuple
     return elapsed / done, done, first
 
 
-def wsreplay_figures(directory: Path, count: int, shape: str, lookups: int, min_seconds: float) -> dict[str, Any]:
+def _timed_loads(load: Callable[[], Any], repeats: int) -> tuple[float, list[float], Any]:
+    """Median seconds of `repeats` loads, all the samples, and the last load's result."""
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = load()
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples), samples, result
+
+
+def wsreplay_figures(
+    directory: Path, count: int, shape: str, lookups: int, min_seconds: float, load_repeats: int = 3
+) -> dict[str, Any]:
     """Load (+ index) seconds and per-match seconds for a wsreplay cassette of `count` exchanges."""
     path = directory / f"http-{shape}-{count}.cassette"
     write_wsreplay_cassette(path, count, shape)
-    started = time.perf_counter()
-    session = ReplaySession(load_cassette(path), ReplayOptions(speed=None))
-    load_seconds = time.perf_counter() - started
+    load_seconds, load_samples, session = _timed_loads(
+        lambda: ReplaySession(load_cassette(path), ReplayOptions(speed=None)), load_repeats
+    )
     rng = random.Random(count)
     targets = [rng.randrange(count) for _ in range(lookups)]
     live = [make_request(index, shape=shape, fresh=True) for index in targets]
@@ -113,6 +126,7 @@ def wsreplay_figures(directory: Path, count: int, shape: str, lookups: int, min_
         "shape": shape,
         "file_bytes": path.stat().st_size,
         "load_seconds": load_seconds,
+        "load_samples": load_samples,
         "match_seconds": per_match,
         "match_calls": calls,
     }
@@ -151,7 +165,9 @@ def write_vcrpy_cassette(path: Path, count: int, shape: str) -> None:
     path.write_text(serialize({"requests": requests, "responses": responses}, yamlserializer))
 
 
-def vcrpy_figures(directory: Path, count: int, shape: str, lookups: int, min_seconds: float) -> dict[str, Any]:
+def vcrpy_figures(
+    directory: Path, count: int, shape: str, lookups: int, min_seconds: float, load_repeats: int = 3
+) -> dict[str, Any]:
     import vcr
     from vcr import matchers
     from vcr.cassette import Cassette as VcrCassette
@@ -160,11 +176,10 @@ def vcrpy_figures(directory: Path, count: int, shape: str, lookups: int, min_sec
     path = directory / f"http-{shape}-{count}.yaml"
     write_vcrpy_cassette(path, count, shape)
     match_on = (matchers.method, matchers.scheme, matchers.host, matchers.port, matchers.path, matchers.query)
-    started = time.perf_counter()
-    cassette = VcrCassette.load(
-        path=str(path), match_on=match_on, record_mode=RecordMode.NONE, allow_playback_repeats=True
+    load_seconds, load_samples, cassette = _timed_loads(
+        lambda: VcrCassette.load(path=str(path), match_on=match_on, record_mode=RecordMode.NONE, allow_playback_repeats=True),
+        load_repeats,
     )
-    load_seconds = time.perf_counter() - started
     if len(cassette) != count:
         raise RuntimeError(f"vcrpy loaded {len(cassette)} interactions, expected {count}")
     rng = random.Random(count)
@@ -179,6 +194,7 @@ def vcrpy_figures(directory: Path, count: int, shape: str, lookups: int, min_sec
         "shape": shape,
         "file_bytes": path.stat().st_size,
         "load_seconds": load_seconds,
+        "load_samples": load_samples,
         "match_seconds": per_match,
         "match_calls": calls,
         "vcrpy_version": vcr.__version__,

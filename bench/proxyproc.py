@@ -4,7 +4,8 @@ The child runs wsreplay's ``ProxyHost`` in reverse mode with the default mitmpro
 addons plus, depending on ``kind``:
 
 * ``bare``: nothing of wsreplay's;
-* ``recorder``: the ``Recorder`` addon writing ``wsreplay_output``;
+* ``recorder``: the ``Recorder`` addon writing ``wsreplay_output`` (options such as
+  ``wsreplay_redact=false`` go in ``extra``);
 * ``replayer``: the ``Replayer`` addon on ``wsreplay_cassette`` (lazy connections).
 
 A last ``_Probe`` addon counts ended WebSocket flows (so the parent knows the proxy
@@ -29,8 +30,13 @@ class ProxyConfig:
     upstream_port: int
     confdir: str
     cassette: str | None = None
-    cpu: int | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    """More mitmproxy/wsreplay options (``--set NAME=VALUE``), e.g. ``wsreplay_redact=false``."""
+    label: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.label or self.kind
 
 
 class _Probe:
@@ -50,8 +56,6 @@ class _Probe:
 
 def serve(conn: Connection, config: ProxyConfig) -> None:
     """Child entry point: start the proxy, answer commands until told to stop."""
-    if config.cpu is not None:
-        os.sched_setaffinity(0, {config.cpu})
     logging.getLogger("mitmproxy").setLevel(logging.ERROR)
     logging.getLogger("wsreplay").setLevel(logging.ERROR)
     from proxy.mitm import ProxyHost, ProxySettings
@@ -133,7 +137,7 @@ class ProxyProcess:
         context = multiprocessing.get_context("spawn")
         self._conn, child_conn = context.Pipe()
         self._process = context.Process(
-            target=serve, args=(child_conn, config), name=f"wsreplay-bench-{config.kind}", daemon=True
+            target=serve, args=(child_conn, config), name=f"wsreplay-bench-{config.name}", daemon=True
         )
         self._child_conn = child_conn
         self.port = 0
@@ -148,18 +152,18 @@ class ProxyProcess:
         self._child_conn.close()
         if not self._conn.poll(timeout):
             self.stop()
-            raise RuntimeError(f"{self.config.kind} proxy did not start in {timeout}s")
+            raise RuntimeError(f"{self.config.name} proxy did not start in {timeout}s")
         answer = self._conn.recv()
         if answer[0] != "ready":
             self.stop()
-            raise RuntimeError(f"{self.config.kind} proxy failed to start: {answer[1]}")
+            raise RuntimeError(f"{self.config.name} proxy failed to start: {answer[1]}")
         self.port = answer[1]
         return self.port
 
     def call(self, *command: object, timeout: float = 120.0) -> Any:
         self._conn.send(command)
         if not self._conn.poll(timeout):
-            raise RuntimeError(f"{self.config.kind} proxy did not answer {command[0]!r} in {timeout}s")
+            raise RuntimeError(f"{self.config.name} proxy did not answer {command[0]!r} in {timeout}s")
         return self._conn.recv()
 
     def ended(self) -> int:
@@ -168,7 +172,7 @@ class ProxyProcess:
     def wait_ended(self, count: int, timeout: float = 60.0) -> int:
         ended = self.call("wait_ended", count, timeout, timeout=timeout + 10)
         if ended < count:
-            raise RuntimeError(f"{self.config.kind} proxy: {ended} WebSocket flows ended, expected {count}")
+            raise RuntimeError(f"{self.config.name} proxy: {ended} WebSocket flows ended, expected {count}")
         return ended
 
     def rss_kb(self) -> int:

@@ -10,9 +10,10 @@ Setup (also written to the JSON):
   text frames) runs in this process on one asyncio loop.
 * Each mitmproxy (wsreplay's ``ProxyHost``, reverse mode, default mitmproxy addons)
   runs in its own process (multiprocessing, spawn): ``bare`` (no wsreplay addon),
-  ``recorder`` (``Recorder`` writing a temp cassette), ``replayer`` (``Replayer`` on a
-  cassette of the recorded burst, speed max). No CPU pinning: the OS schedules the
-  processes over the machine's cores.
+  ``recorder`` (``Recorder`` writing a temp cassette, default options, so redaction
+  on), ``recorder_noredact`` (the same with ``wsreplay_redact=false``, to show what
+  redaction costs), ``replayer`` (``Replayer`` on a cassette of the recorded burst,
+  speed max). No CPU pinning: the OS schedules the processes over the machine's cores.
 * Proxied measurements alternate between the proxies (rotating the order each
   repeat) so drifting machine load hits them alike; each figure is the median of the
   repeats. Besides wall-clock rates, the proxy process's CPU time per frame is read
@@ -195,6 +196,7 @@ class Params:
     vcrpy_sizes: tuple[int, ...]
     http_lookups: int
     http_min_seconds: float
+    http_load_repeats: int
     quick: bool
 
 
@@ -272,21 +274,35 @@ async def websocket_benchmarks(params: Params, work: Path, figures: list[Figure]
     flow_file = work / "bare-session.mitm"
     processes: list[ProxyProcess] = []
 
-    def new_proxy(kind: str, cassette: Path | None = None) -> ProxyProcess:
-        confdir = work / f"confdir-{kind}"
+    def new_proxy(kind: str, cassette: Path | None = None, label: str = "", **extra: str) -> ProxyProcess:
+        confdir = work / f"confdir-{label or kind}"
         confdir.mkdir(exist_ok=True)
-        process = ProxyProcess(ProxyConfig(kind, port, str(confdir), str(cassette) if cassette else None))
+        config = ProxyConfig(kind, port, str(confdir), str(cassette) if cassette else None, dict(extra), label)
+        process = ProxyProcess(config)
         processes.append(process)
         return process
 
     try:
-        log("starting bare and recorder mitmproxy processes")
-        bare_process, recorder_process = new_proxy("bare"), new_proxy("recorder", recorded)
-        await asyncio.gather(asyncio.to_thread(bare_process.start), asyncio.to_thread(recorder_process.start))
+        log("starting mitmproxy processes: bare, recorder, recorder with redaction off")
+        bare_process = new_proxy("bare")
+        recorder_process = new_proxy("recorder", recorded)
+        noredact_process = new_proxy("recorder", work / "recorded-noredact.cassette", "recorder_noredact", wsreplay_redact="false")
+        started = await asyncio.gather(
+            *(asyncio.to_thread(p.start) for p in (bare_process, recorder_process, noredact_process)), return_exceptions=True
+        )
+        for result in started[:2]:
+            if isinstance(result, BaseException):
+                raise result
         bare, recorder = Proxied("bare", bare_process), Proxied("recorder", recorder_process)
+        recorder_noredact: Proxied | None = None
+        if isinstance(started[2], BaseException):
+            skipped.append(f"recorder with redaction off: {started[2]}")
+        else:
+            recorder_noredact = Proxied("recorder_noredact", noredact_process)
+        warm = [bare, recorder] + ([recorder_noredact] if recorder_noredact else [])
 
         log("warm-up")
-        for target in (bare, recorder):
+        for target in warm:
             await wsload.burst(target.url, params.warmup_frames, last[params.warmup_frames])
             await target.settle()
             await wsload.round_trips(target.url, frames, max(10, params.round_trips // 10))
@@ -348,19 +364,21 @@ async def websocket_benchmarks(params: Params, work: Path, figures: list[Figure]
             "bare": lambda: timed_burst(bare, params.proxy_frames, last[params.proxy_frames]),
             "recorder": lambda: timed_burst(recorder, params.proxy_frames, last[params.proxy_frames]),
         }
+        if recorder_noredact is not None:
+            runs["recorder_noredact"] = lambda: timed_burst(recorder_noredact, params.proxy_frames, last[params.proxy_frames])
         if replayer is not None:
             runs["replayer"] = lambda: timed_burst(replayer, params.proxy_frames, last[params.proxy_frames])
         bursts = await alternate(params.repeats, runs)
         raw["proxied_bursts"] = bursts
 
         log(f"proxied round trips: {params.round_trips:,} x {params.repeats}, alternating")
-        trips = await alternate(
-            params.repeats,
-            {
-                "bare": lambda: timed_round_trips(bare, frames, params.round_trips),
-                "recorder": lambda: timed_round_trips(recorder, frames, params.round_trips),
-            },
-        )
+        trip_runs: dict[str, Callable[[], Awaitable[Any]]] = {
+            "bare": lambda: timed_round_trips(bare, frames, params.round_trips),
+            "recorder": lambda: timed_round_trips(recorder, frames, params.round_trips),
+        }
+        if recorder_noredact is not None:
+            trip_runs["recorder_noredact"] = lambda: timed_round_trips(recorder_noredact, frames, params.round_trips)
+        trips = await alternate(params.repeats, trip_runs)
         raw["proxied_round_trips"] = trips
 
         # Physical limit and direct replay, alternating, in this process.
@@ -393,7 +411,7 @@ async def websocket_benchmarks(params: Params, work: Path, figures: list[Figure]
     finally:
         log("stopping proxies")
         codes = await asyncio.gather(*(asyncio.to_thread(p.stop) for p in processes))
-        raw["proxy_exit_codes"] = {p.config.kind: code for p, code in zip(processes, codes, strict=True)}
+        raw["proxy_exit_codes"] = {p.config.name: code for p, code in zip(processes, codes, strict=True)}
         await server.close()
 
     # Figures.
@@ -431,6 +449,21 @@ async def websocket_benchmarks(params: Params, work: Path, figures: list[Figure]
             median(rt_cpu["bare"]), "bare", "ratio>=0.95", rt_cpu["recorder"], rt_cpu["bare"],
         ),
     ]
+    if "recorder_noredact" in fps:
+        figures += [
+            Figure(
+                "recorder.burst_noredact", "recorder burst, redaction off", median(fps["recorder_noredact"]), "frames/s",
+                median(fps["bare"]), "bare", samples=fps["recorder_noredact"], baseline_samples=fps["bare"],
+            ),
+            Figure(
+                "recorder.burst_cpu_noredact", "recorder burst, redaction off, per CPU-s", median(cpu["recorder_noredact"]),
+                "frames/CPU-s", median(cpu["bare"]), "bare", samples=cpu["recorder_noredact"], baseline_samples=cpu["bare"],
+            ),
+            Figure(
+                "recorder.round_trip_noredact", "recorder round trips, redaction off", median(rt["recorder_noredact"]),
+                "round trips/s", median(rt["bare"]), "bare", samples=rt["recorder_noredact"], baseline_samples=rt["bare"],
+            ),
+        ]
     if "replayer" in fps:
         figures.append(
             Figure(
@@ -511,16 +544,22 @@ def http_benchmarks(params: Params, work: Path, figures: list[Figure], raw: dict
     ours: dict[int, dict[str, Any]] = {}
     for size in params.http_sizes:
         log(f"HTTP matching: wsreplay, {size:,} exchanges")
-        ours[size] = matching.wsreplay_figures(work, size, "mixed", params.http_lookups, params.http_min_seconds)
+        ours[size] = matching.wsreplay_figures(
+            work, size, "mixed", params.http_lookups, params.http_min_seconds, params.http_load_repeats
+        )
     one_path: dict[int, dict[str, Any]] = {}
     for size in params.one_path_sizes:
         log(f"HTTP matching: wsreplay, {size:,} exchanges on one path")
-        one_path[size] = matching.wsreplay_figures(work, size, "one-path", max(20, params.http_lookups // 10), params.http_min_seconds)
+        one_path[size] = matching.wsreplay_figures(
+            work, size, "one-path", max(20, params.http_lookups // 10), params.http_min_seconds, 1
+        )
     theirs: dict[int, dict[str, Any]] = {}
     if matching.vcrpy_available():
         for size in params.vcrpy_sizes:
             log(f"HTTP matching: vcrpy, {size:,} exchanges")
-            theirs[size] = matching.vcrpy_figures(work, size, "mixed", max(20, params.http_lookups // 10), params.http_min_seconds)
+            theirs[size] = matching.vcrpy_figures(
+                work, size, "mixed", max(20, params.http_lookups // 10), params.http_min_seconds, params.http_load_repeats
+            )
     else:
         print("vcrpy not installed", flush=True)
         skipped.append("vcrpy rows: vcrpy not installed")
@@ -596,7 +635,8 @@ SETUP = {
     "load": "plain websockets (asyncio API) server and client in the benchmark process, one event loop, "
     "127.0.0.1, compression off, ~100-byte JSON text frames",
     "proxies": "wsreplay ProxyHost (reverse mode, default mitmproxy addons) each in its own process "
-    "(multiprocessing spawn): bare (no wsreplay addon), recorder (Recorder -> temp cassette), "
+    "(multiprocessing spawn): bare (no wsreplay addon), recorder (Recorder -> temp cassette, default "
+    "options: redaction on), recorder_noredact (the same with wsreplay_redact=false), "
     "replayer (Replayer on a cassette of the recorded burst, speed max, lazy connections); no CPU pinning",
     "burst": "server sends N frames as fast as it can after the client's start frame; the client times "
     "start frame -> N-th frame received",
@@ -620,14 +660,14 @@ SETUP = {
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=None, help="frames of the long sessions (memory, plain, direct, storage); default 100000, --quick 2000")
-    parser.add_argument("--proxy-frames", type=int, default=None, help="frames per proxied burst run; default min(frames, 5000)")
+    parser.add_argument("--proxy-frames", type=int, default=None, help="frames per proxied burst run; default min(frames, 3000)")
     parser.add_argument("--round-trips", type=int, default=None, help="round trips per proxied run; default min(frames, 1000)")
-    parser.add_argument("--repeats", type=int, default=3, help="runs per measurement (median); default 3")
+    parser.add_argument("--repeats", type=int, default=None, help="runs per measurement (median); default 5, --quick 3")
     parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
     parser.add_argument("--no-vcrpy", action="store_true", help="skip the vcrpy rows")
     parser.add_argument("--output", type=Path, default=None, help="JSON file (default bench/results/bench-<time>-py<ver>.json)")
     args = parser.parse_args(argv)
-    if args.repeats < 1:
+    if args.repeats is not None and args.repeats < 1:
         parser.error("--repeats must be at least 1")
     return args
 
@@ -635,7 +675,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def make_params(args: argparse.Namespace) -> Params:
     quick = args.quick
     frames = args.frames or (2000 if quick else 100_000)
-    proxy_frames = args.proxy_frames or min(frames, 300 if quick else 5000)
+    proxy_frames = args.proxy_frames or min(frames, 300 if quick else 3000)
     round_trips = args.round_trips or min(frames, 100 if quick else 1000)
     return Params(
         frames=frames,
@@ -643,12 +683,13 @@ def make_params(args: argparse.Namespace) -> Params:
         round_trips=round_trips,
         plain_round_trips=min(frames, round_trips * 5),
         warmup_frames=min(50 if quick else 200, frames),
-        repeats=args.repeats,
+        repeats=args.repeats or (3 if quick else 5),
         http_sizes=(100, 1000) if quick else (100, 1000, 10_000),
         one_path_sizes=(50, 100) if quick else (100, 400),
         vcrpy_sizes=() if args.no_vcrpy else ((1000,) if quick else (100, 1000)),
         http_lookups=200,
         http_min_seconds=0.1 if quick else 0.5,
+        http_load_repeats=1 if quick else 3,
         quick=quick,
     )
 

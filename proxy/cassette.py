@@ -427,9 +427,14 @@ class CassetteWriter:
     written; nothing is held back until a connection ends.
     """
 
-    def __init__(self, path: str | os.PathLike[str], header: CassetteHeader, *, overwrite: bool = False) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], header: CassetteHeader, *, overwrite: bool = False, _append: bool = False
+    ) -> None:
         self.path = Path(path)
-        flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
+        if _append:
+            flags = os.O_WRONLY | os.O_APPEND
+        else:
+            flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
         try:
             self._fd: int | None = os.open(self.path, flags, 0o644)
         except FileExistsError:
@@ -437,11 +442,26 @@ class CassetteWriter:
                 f"{self.path} already exists; choose another output file or allow overwriting it"
             ) from None
         except OSError as exc:
-            raise CassetteError(f"cannot create cassette {self.path}: {exc.strerror}") from None
+            raise CassetteError(f"cannot open cassette {self.path} for writing: {exc.strerror}") from None
         self._packer = msgpack.Packer(use_bin_type=True)
         self.header = header
         self.bytes_written = 0
-        self._write(encode_header(header))
+        if not _append:
+            self._write(encode_header(header))
+
+    @classmethod
+    def append_to(cls, path: str | os.PathLike[str]) -> tuple[CassetteWriter, int]:
+        """Open an existing cassette to add records after its last complete one.
+
+        Returns the writer and the highest record id already used. An incomplete last
+        record (a recorder killed mid-write) is cut off first so the stream stays valid.
+        """
+        reader, handle = open_cassette(path)
+        with handle:
+            last_id = max((record.id for record in reader), default=0)
+        if reader.truncated_at is not None:
+            os.truncate(path, reader.truncated_at)
+        return cls(path, reader.header, _append=True), last_id
 
     def _write(self, value: Any) -> None:
         if self._fd is None:

@@ -9,6 +9,18 @@ from mitmproxy import http
 from proxy.records import Headers, HttpRequest, HttpResponse
 
 
+REPLAYED_MARK = "wsreplay_replayed"
+"""flow.metadata key set on flows the replay answered, so a recorder running alongside skips them."""
+
+
+def mark_replayed(flow: http.HTTPFlow) -> None:
+    flow.metadata[REPLAYED_MARK] = True
+
+
+def is_replayed(flow: http.HTTPFlow) -> bool:
+    return bool(flow.metadata.get(REPLAYED_MARK))
+
+
 def _headers(fields: tuple[tuple[bytes, bytes], ...]) -> Headers:
     return tuple((name.decode("latin-1"), value.decode("latin-1")) for name, value in fields)
 

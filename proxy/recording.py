@@ -42,12 +42,12 @@ class RecordingStats:
 class Recording:
     """Appends records to a cassette, numbering connections in order of appearance."""
 
-    def __init__(self, writer: CassetteWriter, transform: RecordTransform | None = None) -> None:
+    def __init__(self, writer: CassetteWriter, transform: RecordTransform | None = None, last_id: int = 0) -> None:
         self.writer = writer
         self.transform = transform
         self.stats = RecordingStats()
         self._ids: dict[str, int] = {}
-        self._last_id = 0
+        self._last_id = last_id
 
     @property
     def origin(self) -> float:

@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import ClassVar, Final, Literal, TypeAlias
+from dataclasses import dataclass, field, replace
+from typing import ClassVar, Final, Literal, TypeAlias, cast
 
 from proxy.cassette import Cassette
 from proxy.matchers import (
@@ -28,6 +28,7 @@ from proxy.matchers import (
     closest,
     format_differences,
     match_frame,
+    match_message,
     match_request,
     shape,
     summarize,
@@ -234,6 +235,7 @@ class _Journal:
     websockets_refused: int = 0
     failures_replayed: int = 0
     unmatched: _Tally = field(default_factory=_Tally)
+    loose_matches: _Tally = field(default_factory=_Tally)
     mismatches: _Tally = field(default_factory=_Tally)
     incomplete: _Tally = field(default_factory=_Tally)
 
@@ -248,6 +250,8 @@ class ReplayReport:
     failures_replayed: int
     unmatched: tuple[str, ...]
     unmatched_count: int
+    loose_matches: tuple[str, ...]
+    loose_match_count: int
     mismatches: tuple[str, ...]
     mismatch_count: int
     incomplete: tuple[str, ...]
@@ -266,6 +270,7 @@ class ReplayReport:
         ]
         sections = (
             ("unmatched", self.unmatched, self.unmatched_count),
+            ("matched only when ignoring digits inside strings", self.loose_matches, self.loose_match_count),
             ("client frames unlike the recording", self.mismatches, self.mismatch_count),
             ("connections closed before their recorded end", self.incomplete, len(self.incomplete)),
             ("recorded HTTP exchanges never used", self.unused_exchanges, len(self.unused_exchanges)),
@@ -333,25 +338,48 @@ def _truncate_utf8(text: str, limit: int = MAX_REASON_BYTES) -> str:
     return data[: limit - 3].decode("utf-8", "ignore") + "..."
 
 
+@dataclass(frozen=True)
+class _Context:
+    """What every player of a session shares."""
+
+    options: ReplayOptions
+    ignore: Ignore
+    journal: _Journal
+
+
 class ConnectionPlayer:
     """Plays one recorded WebSocket conversation against one live client.
 
     Feed it the client's events; it returns the server actions to perform in order.
+    Connections whose upgrades look alike (seven sockets opened at once) are bound to
+    recordings in arrival order; when a client frame matches a sibling recording that
+    went the same way so far, the player takes that one over (trading with the sibling's
+    player if it has one), so each client gets the conversation its own frames lead to.
     """
 
-    def __init__(self, script: _Script, options: ReplayOptions, ignore: Ignore, journal: _Journal) -> None:
-        self._script = script
-        self._options = options
-        self._ignore = ignore
-        self._journal = journal
+    def __init__(
+        self, recorded: _RecordedUpgrade, siblings: tuple[_RecordedUpgrade, ...], context: _Context
+    ) -> None:
+        self._recorded = recorded
+        self._siblings = siblings
+        self._context = context
         self._received = 0
         self._finished = False
-        self.label = f"ws #{script.upgrade.id} {script.upgrade.request.target}"
+        recorded.player = self
+
+    @property
+    def label(self) -> str:
+        upgrade = self._script.upgrade
+        return f"ws #{upgrade.id} {upgrade.request.target}"
 
     @property
     def finished(self) -> bool:
         """True once the conversation is over (closed, aborted or failed); later events are ignored."""
         return self._finished
+
+    @property
+    def _script(self) -> _Script:
+        return cast(_Script, self._recorded.outcome)
 
     def start(self) -> Sequence[Action]:
         """The actions right after the upgrade: server frames recorded before the client's first."""
@@ -364,10 +392,13 @@ class ConnectionPlayer:
         self._received += 1
         index = self._received
         frames = self._script.client_frames
-        if index > len(frames):
+        known = index <= len(frames)
+        differences = match_frame(frames[index - 1], is_text, payload, self._context.ignore) if known else []
+        if (differences or not known) and self._take_over_sibling(index, is_text, payload):
+            return self._play(self._script.steps[index])
+        if not known:
             summary = f"unexpected client frame {index}"
             return self._mismatch(summary, f"{summary} (the recording has {len(frames)})", UNEXPECTED_FRAME_CODE, ())
-        differences = match_frame(frames[index - 1], is_text, payload, self._ignore)
         if not differences:
             return self._play(self._script.steps[index])
         summary = f"frame {index} mismatch: {summarize(differences)}"
@@ -385,15 +416,42 @@ class ConnectionPlayer:
                 f"{self.label}: client closed ({code} {reason!r}) after {self._received} of {expected} "
                 "recorded client frames"
             )
-            self._journal.incomplete.add(text)
+            self._context.journal.incomplete.add(text)
             return (Log(logging.INFO, text),)
         return ()
 
+    def _take_over_sibling(self, index: int, is_text: bool, payload: bytes | str) -> bool:
+        """Switch to a sibling recording whose `index`-th client frame is this one, if both went alike so far."""
+        ignore = self._context.ignore
+        for sibling in self._siblings:
+            script = cast(_Script, sibling.outcome)
+            if sibling is self._recorded or len(script.client_frames) < index:
+                continue
+            holder = sibling.player
+            if holder is None and sibling.uses or holder is not None and holder.finished:
+                continue
+            if match_frame(script.client_frames[index - 1], is_text, payload, ignore):
+                continue
+            progress = index - 1 if holder is None else max(index - 1, holder._received)
+            if not _same_prefix(self._script, script, progress, ignore):
+                continue
+            if holder is None:
+                self._recorded.uses -= 1
+                self._recorded.player = None
+                sibling.uses += 1
+            else:
+                holder._recorded = self._recorded
+                self._recorded.player = holder
+            self._recorded = sibling
+            sibling.player = self
+            return True
+        return False
+
     def _mismatch(self, summary: str, detail: str, code: int, step: tuple[Action, ...]) -> Sequence[Action]:
         """A client frame unlike the recording: log it, then play `step` (warn) or close with `code` (fail)."""
-        self._journal.mismatches.add(f"{self.label}: {summary}")
+        self._context.journal.mismatches.add(f"{self.label}: {summary}")
         log = Log(logging.WARNING, f"{self.label}: {detail}")
-        if self._options.on_mismatch == "fail":
+        if self._context.options.on_mismatch == "fail":
             self._finished = True
             return (log, Close(code, _truncate_utf8(summary)))
         return (log, *self._play(step))
@@ -402,6 +460,35 @@ class ConnectionPlayer:
         if step and isinstance(step[-1], Close | Abort):
             self._finished = True
         return step
+
+
+def _same_prefix(first: _Script, second: _Script, steps: int, ignore: Ignore) -> bool:
+    """Whether two conversations match up to the server's answer to client frame `steps`."""
+    if len(first.steps) <= steps or len(second.steps) <= steps:
+        return False
+    for index in range(1, steps + 1):
+        mine, theirs = first.client_frames[index - 1], second.client_frames[index - 1]
+        if match_frame(mine, theirs.is_text, theirs.payload, ignore):
+            return False
+    return all(
+        len(first.steps[index]) == len(second.steps[index])
+        and all(_same_action(a, b, ignore) for a, b in zip(first.steps[index], second.steps[index]))
+        for index in range(steps + 1)
+    )
+
+
+def _same_action(first: Action, second: Action, ignore: Ignore) -> bool:
+    """Equal but for timing and volatile values."""
+    match first, second:
+        case Send(), Send():
+            return first.payload == second.payload or not match_message(
+                first.is_text, first.payload, second.is_text, second.payload, ignore
+            )
+        case Close(), Close():
+            return (first.code, first.reason) == (second.code, second.reason)
+        case Abort(), Abort():
+            return True
+    return False
 
 
 # --- the session ------------------------------------------------------------------
@@ -429,6 +516,8 @@ class _RecordedUpgrade:
     record: WebSocketOpen | HttpExchange
     outcome: Refused | Fail | _Script
     uses: int = 0
+    player: ConnectionPlayer | None = None
+    """The live player bound to this recording, if any."""
 
     @property
     def request(self) -> HttpRequest:
@@ -442,7 +531,9 @@ class ReplaySession:
         self.cassette = cassette
         self.options = options or ReplayOptions()
         self._ignore = Ignore.parse(self.options.ignore)
+        self._loose = replace(self._ignore, digits_in_text=True)
         self._journal = _Journal()
+        self._context = _Context(self.options, self._ignore, self._journal)
         self._http: dict[tuple[str, str], list[_HttpSequence]] = {}
         self._upgrades: dict[str, list[_RecordedUpgrade]] = {}
         self._index(cassette.records)
@@ -510,29 +601,33 @@ class ReplaySession:
 
     def answer_http(self, request: HttpRequest) -> HttpAnswer:
         """The recorded answer for a plain HTTP request; repeated requests get successive answers."""
-        for sequence in self._http.get(_http_key(request), ()):
-            if not match_request(sequence.request, request, self.options.http_matchers, self._ignore):
-                answer = sequence.next_answer()
-                self._journal.http_served += 1
-                self._journal.failures_replayed += isinstance(answer, Fail)
-                return answer
+        bucket = self._http.get(_http_key(request), ())
+        for ignore in (self._ignore, self._loose) if bucket else ():
+            for sequence in bucket:
+                if not match_request(sequence.request, request, self.options.http_matchers, ignore):
+                    self._note_loose(ignore, sequence.request, request, self.options.http_matchers)
+                    answer = sequence.next_answer()
+                    self._journal.http_served += 1
+                    self._journal.failures_replayed += isinstance(answer, Fail)
+                    return answer
         candidates = (sequence.request for bucket in self._http.values() for sequence in bucket)
         return self._unmatched("HTTP request", request, candidates, self.options.http_matchers)
 
     def open_websocket(self, request: HttpRequest) -> UpgradeAnswer:
         """The first unused recorded upgrade matching `request` (the last match repeats once all are used)."""
-        matching: _RecordedUpgrade | None = None
-        for upgrade in self._upgrades.get(shape(request.path), ()):
-            if match_request(upgrade.request, request, self.options.websocket_matchers, self._ignore):
-                continue
-            matching = upgrade
-            if upgrade.uses == 0:
+        bucket = self._upgrades.get(shape(request.path), ())
+        matchers = self.options.websocket_matchers
+        for ignore in (self._ignore, self._loose) if bucket else ():
+            matching = [upgrade for upgrade in bucket if not match_request(upgrade.request, request, matchers, ignore)]
+            if matching:
                 break
-        if matching is None:
+        else:
             candidates = (upgrade.request for bucket in self._upgrades.values() for upgrade in bucket)
-            return self._unmatched("WebSocket upgrade", request, candidates, self.options.websocket_matchers)
-        matching.uses += 1
-        outcome = matching.outcome
+            return self._unmatched("WebSocket upgrade", request, candidates, matchers)
+        chosen = next((upgrade for upgrade in matching if not upgrade.uses), matching[-1])
+        self._note_loose(ignore, chosen.request, request, matchers)
+        chosen.uses += 1
+        outcome = chosen.outcome
         if isinstance(outcome, Fail):
             self._journal.failures_replayed += 1
             return outcome
@@ -540,8 +635,16 @@ class ReplaySession:
             self._journal.websockets_refused += 1
             return outcome
         self._journal.websockets_accepted += 1
-        player = ConnectionPlayer(outcome, self.options, self._ignore, self._journal)
+        siblings = tuple(upgrade for upgrade in matching if isinstance(upgrade.outcome, _Script))
+        player = ConnectionPlayer(chosen, siblings, self._context)
         return Accepted(player, select_subprotocol(outcome.upgrade, request), outcome.upgrade.extensions)
+
+    def _note_loose(
+        self, ignore: Ignore, recorded: HttpRequest, live: HttpRequest, matchers: Sequence[RequestMatcher]
+    ) -> None:
+        if ignore is self._loose:
+            differences = match_request(recorded, live, matchers, self._ignore)
+            self._journal.loose_matches.add(f"{live.method} {live.target}: {summarize(differences)}")
 
     def _unmatched(
         self, kind: str, request: HttpRequest, candidates: Iterable[HttpRequest], matchers: Sequence[RequestMatcher]
@@ -570,6 +673,8 @@ class ReplaySession:
             failures_replayed=journal.failures_replayed,
             unmatched=tuple(journal.unmatched.items),
             unmatched_count=journal.unmatched.count,
+            loose_matches=tuple(journal.loose_matches.items),
+            loose_match_count=journal.loose_matches.count,
             mismatches=tuple(journal.mismatches.items),
             mismatch_count=journal.mismatches.count,
             incomplete=tuple(journal.incomplete.items),

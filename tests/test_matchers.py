@@ -158,6 +158,12 @@ def test_user_ignore_keys_and_paths() -> None:
     assert compare_json(recorded, live, ["session"]) != []
 
 
+def test_digits_inside_strings_are_ignored_only_when_asked() -> None:
+    recorded, live = {"email": "e2e-16344@example.test", "n": "2"}, {"email": "e2e-16347@example.test", "n": "3"}
+    assert [d.path for d in compare_json(recorded, live)] == ["$.email", "$.n"]
+    assert [d.path for d in compare_json(recorded, live, Ignore(digits_in_text=True))] == ["$.n"]
+
+
 def test_long_lists_are_summarized() -> None:
     differences = compare_json(list(range(20)), list(range(100, 120)))
     text = format_differences(differences, limit=5)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import uuid
 from collections.abc import Sequence
 
 import pytest
@@ -133,6 +134,26 @@ def test_repeated_requests_get_successive_responses_then_the_last_repeats() -> N
     bodies = [json.loads(replay.answer_http(http_request()).response.body)["n"] for _ in range(5)]
     assert bodies == [1, 2, 3, 3, 3]
     assert replay.report().unused_exchanges == ()
+
+
+def test_per_run_ids_inside_strings_match_in_a_second_looser_pass() -> None:
+    def auth(email: str) -> HttpRequest:
+        return http_request("/auth/e2e/test-auth", "POST", json.dumps({"email": email}).encode())
+
+    replay = session(
+        [
+            HttpExchange(1, 0.0, auth("e2e-16344@x.test"), json_response(200, {"n": 1})),
+            HttpExchange(2, 0.1, auth("e2e-16399@x.test"), json_response(200, {"n": 2})),
+            HttpExchange(3, 0.2, auth("other@x.test"), json_response(200, {"n": 3})),
+        ]
+    )
+    exact = replay.answer_http(auth("e2e-16399@x.test"))
+    loose = replay.answer_http(auth("e2e-20001@x.test"))
+    assert json.loads(exact.response.body) == {"n": 2} and json.loads(loose.response.body) == {"n": 1}
+    assert isinstance(replay.answer_http(auth("another@x.test")), Unmatched)
+    report = replay.report()
+    assert report.loose_match_count == 1 and "body.email" in report.loose_matches[0]
+    assert "matched only when ignoring digits inside strings: 1" in report.format()
 
 
 def test_http_response_delay_follows_the_recorded_duration_and_speed() -> None:
@@ -414,6 +435,55 @@ def test_seven_concurrent_connections_each_get_their_own_conversation() -> None:
         assert sends(pong) == [json.dumps({"pong": n}).encode()]
     report = replay.report()
     assert report.websockets_accepted == 7 and report.mismatch_count == 0 and report.unused_connections == ()
+
+
+def conversations_for(owners: Sequence[str], greeting: object = None) -> list[Record]:
+    """Alike conversations (the greeting differs in volatile values only), one per owner."""
+    records: list[Record] = []
+    for n, owner in enumerate(owners, 1):
+        hello = greeting if greeting is not None else {"type": "connected", "connection_id": str(uuid.uuid4())}
+        records += [accepted_open(n, n * 0.01), server(n, n * 0.01 + 0.001, hello)]
+    for n, owner in enumerate(owners, 1):
+        records += [client(n, 1.0 + n, {"content": owner}), server(n, 1.1 + n, {"for": owner})]
+    return records
+
+
+def test_a_client_frame_leads_to_the_sibling_conversation_it_was_recorded_in() -> None:
+    replay = session(conversations_for(["client-1", "client-2", "client-3"]), speed=None)
+    first, second, third = (player_for(replay) for _ in range(3))
+    for player in (first, second, third):
+        player.start()
+    assert sends(first.client_frame(True, '{"content": "client-3"}')) == [b'{"for": "client-3"}']
+    assert sends(third.client_frame(True, '{"content": "client-1"}')) == [b'{"for": "client-1"}']
+    assert sends(second.client_frame(True, '{"content": "client-2"}')) == [b'{"for": "client-2"}']
+    assert (first.label, third.label) == ("ws #3 /ws", "ws #1 /ws")
+    report = replay.report()
+    assert report.mismatch_count == 0 and report.unused_connections == ()
+
+
+def test_a_client_frame_can_lead_to_an_unused_sibling() -> None:
+    replay = session(conversations_for(["client-1", "client-2"]), speed=None)
+    player = player_for(replay)
+    player.start()
+    assert sends(player.client_frame(True, '{"content": "client-2"}')) == [b'{"for": "client-2"}']
+    assert [line.split()[:2] for line in replay.report().unused_connections] == [["WS", "#1"]]
+    assert player_for(replay).label == "ws #1 /ws"
+    assert replay.report().unused_connections == ()
+
+
+def test_siblings_that_went_differently_are_not_taken_over() -> None:
+    records = conversations_for(["client-1"], greeting="a") + [
+        accepted_open(9, 5.0),
+        server(9, 5.01, "b"),
+        client(9, 6.0, {"content": "client-9"}),
+        server(9, 6.1, {"for": "client-9"}),
+    ]
+    replay = session(records, speed=None)
+    player = player_for(replay)
+    player.start()
+    actions = player.client_frame(True, '{"content": "client-9"}')
+    assert isinstance(actions[0], Log) and sends(actions) == [b'{"for": "client-1"}']
+    assert replay.report().mismatch_count == 1
 
 
 def test_upgrades_beyond_the_recorded_ones_repeat_the_last() -> None:

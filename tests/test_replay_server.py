@@ -30,6 +30,7 @@ from tests.test_replay_engine import (
     HEADER,
     accepted_open,
     client,
+    conversations_for,
     http_request,
     json_response,
     server,
@@ -284,24 +285,21 @@ async def test_recorded_gaps_are_kept_at_the_replay_speed(speed: float | None, s
 
 
 async def test_seven_concurrent_connections_each_play_their_own_conversation() -> None:
-    records: list[Record] = []
-    for n in range(1, 8):
-        records += [accepted_open(n, n * 0.01), server(n, n * 0.01 + 0.001, {"connection": n})]
-    for n in range(1, 8):
-        records += [client(n, 1.0, {"type": "ping"}), server(n, 1.01, {"pong": n})]
-        records.append(WebSocketClose(n, 1.1, 1000, "", "server"))
+    owners = [f"client-{n}" for n in range(7)]
+    records = conversations_for(owners)
+    records += [WebSocketClose(n, 9.0, 1000, "", "server") for n in range(1, 8)]
 
-    async def converse(url: str) -> list[object]:
+    async def converse(url: str, owner: str) -> list[object]:
         async with connect(url, open_timeout=TIMEOUT) as connection:
             greeting = json.loads(await asyncio.wait_for(connection.recv(), TIMEOUT))
-            await connection.send('{"type": "ping", "id": 1}')
-            return [greeting, json.loads(await asyncio.wait_for(connection.recv(), TIMEOUT))]
+            await connection.send(json.dumps({"content": owner}))
+            return [greeting["type"], json.loads(await asyncio.wait_for(connection.recv(), TIMEOUT))]
 
     async with replay_server(records, speed=None) as server_:
-        results = await asyncio.wait_for(asyncio.gather(*(converse(ws_url(server_)) for _ in range(7))), TIMEOUT)
+        talks = asyncio.gather(*(converse(ws_url(server_), owner) for owner in reversed(owners)))
+        results = await asyncio.wait_for(talks, TIMEOUT)
         report = server_.session.report()
-    assert sorted(greeting["connection"] for greeting, _ in results) == list(range(1, 8))
-    assert all(pong == {"pong": greeting["connection"]} for greeting, pong in results)
+    assert results == [["connected", {"for": owner}] for owner in reversed(owners)]
     assert report.websockets_accepted == 7 and report.unused_connections == () and report.mismatch_count == 0
 
 
