@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Sequence
 
 from mitmproxy import ctx, exceptions, http
+from mitmproxy.proxy.server_hooks import ServerConnectionHookData
 
 from proxy.cassette import CassetteError, load_cassette
-from proxy.flows import request_record, to_mitmproxy_response
+from proxy.flows import mark_replayed, request_record, to_mitmproxy_response
 from proxy.replay import Accepted, ReplayOptions, ReplayReport, ReplaySession, Unmatched, parse_speed
 from proxy.replay_server import CONNECTION_HEADER, ReplayServer
 
@@ -27,6 +29,7 @@ log = logging.getLogger("wsreplay.replay")
 REPLAY_OPTIONS = frozenset(
     {"wsreplay_cassette", "wsreplay_speed", "wsreplay_on_mismatch", "wsreplay_ignore", "connection_strategy"}
 )
+OFFLINE = "wsreplay: replay is offline; this connection was not made (nothing is forwarded while replaying)"
 
 
 class Replayer:
@@ -58,6 +61,19 @@ class Replayer:
             Sequence[str],
             [],
             "JSON keys (session) or paths (payload.items[*].sku) ignored when matching bodies and frames.",
+        )
+        loader.add_option(
+            "wsreplay_passthrough",
+            bool,
+            False,
+            "Forward what the cassette does not have to the upstream instead of answering 404 "
+            "(a recorder alongside records it: new episodes).",
+        )
+        loader.add_option(
+            "wsreplay_hosts",
+            Sequence[str],
+            [],
+            "Only replay hosts matching one of these regular expressions; others get the not-recorded answer.",
         )
         loader.add_option(
             "wsreplay_strict",
@@ -94,12 +110,31 @@ class Replayer:
         self.server = ReplayServer(None)
         await self.server.start()
 
+    def server_connect(self, data: ServerConnectionHookData) -> None:
+        """Offline means offline: no connection leaves but those to the replay server."""
+        if self.session is None or ctx.options.wsreplay_passthrough or self.server is None:
+            return
+        if data.server.address != (self.server.host, self.server.port):
+            data.server.error = OFFLINE
+
     async def request(self, flow: http.HTTPFlow) -> None:
         session = self.session
         if session is None or flow.response is not None:
             return
+        if ctx.options.wsreplay_hosts and not any(
+            re.search(pattern, flow.request.pretty_host) for pattern in ctx.options.wsreplay_hosts
+        ):
+            mark_replayed(flow)
+            flow.response = http.Response.make(
+                403, f"wsreplay: {flow.request.pretty_host} is not a replayed host (--hosts)\n", {"Content-Type": "text/plain"}
+            )
+            return
         live = request_record(flow)
         answer = session.open_websocket(live) if live.is_websocket_upgrade else session.answer_http(live)
+        if isinstance(answer, Unmatched) and ctx.options.wsreplay_passthrough:
+            log.info("%s: not in the cassette, forwarded", live.target)
+            return
+        mark_replayed(flow)
         if isinstance(answer, Accepted):
             self._forward_to_replay_server(flow, answer)
             return

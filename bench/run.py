@@ -76,11 +76,17 @@ class Figure:
     samples: list[float] = field(default_factory=list)
     baseline_samples: list[float] = field(default_factory=list)
     note: str = ""
+    paired: bool = False
+    """The samples and baseline samples were taken in alternation (repeat i of each adjacent in
+    time): the ratio is then the median of the per-repeat ratios, which machine-load drift
+    disturbs less than the ratio of the medians."""
 
     @property
     def ratio(self) -> float | None:
         if self.baseline is None or not self.baseline:
             return None
+        if self.paired and self.samples and len(self.samples) == len(self.baseline_samples):
+            return statistics.median(v / b for v, b in zip(self.samples, self.baseline_samples, strict=True))
         return self.value / self.baseline
 
     @property
@@ -430,11 +436,11 @@ async def websocket_benchmarks(params: Params, work: Path, figures: list[Figure]
         ),
         Figure(
             "recorder.burst", "recorder burst", median(fps["recorder"]), "frames/s", median(fps["bare"]), "bare",
-            "ratio>=0.95", fps["recorder"], fps["bare"],
+            "ratio>=0.95", fps["recorder"], fps["bare"], paired=True,
         ),
         Figure(
             "recorder.burst_cpu", "recorder burst, per proxy CPU-s", median(cpu["recorder"]), "frames/CPU-s",
-            median(cpu["bare"]), "bare", "ratio>=0.95", cpu["recorder"], cpu["bare"],
+            median(cpu["bare"]), "bare", "ratio>=0.95", cpu["recorder"], cpu["bare"], paired=True,
         ),
         Figure(
             "bare.round_trip", "bare mitmproxy round trips", median(rt["bare"]), "round trips/s", plain_rt, "plain",
@@ -442,40 +448,40 @@ async def websocket_benchmarks(params: Params, work: Path, figures: list[Figure]
         ),
         Figure(
             "recorder.round_trip", "recorder round trips", median(rt["recorder"]), "round trips/s", median(rt["bare"]),
-            "bare", "ratio>=0.95", rt["recorder"], rt["bare"],
+            "bare", "ratio>=0.95", rt["recorder"], rt["bare"], paired=True,
         ),
         Figure(
             "recorder.round_trip_cpu", "recorder round trips, per proxy CPU-s", median(rt_cpu["recorder"]), "rt/CPU-s",
-            median(rt_cpu["bare"]), "bare", "ratio>=0.95", rt_cpu["recorder"], rt_cpu["bare"],
+            median(rt_cpu["bare"]), "bare", "ratio>=0.95", rt_cpu["recorder"], rt_cpu["bare"], paired=True,
         ),
     ]
     if "recorder_noredact" in fps:
         figures += [
             Figure(
                 "recorder.burst_noredact", "recorder burst, redaction off", median(fps["recorder_noredact"]), "frames/s",
-                median(fps["bare"]), "bare", samples=fps["recorder_noredact"], baseline_samples=fps["bare"],
+                median(fps["bare"]), "bare", samples=fps["recorder_noredact"], baseline_samples=fps["bare"], paired=True,
             ),
             Figure(
                 "recorder.burst_cpu_noredact", "recorder burst, redaction off, per CPU-s", median(cpu["recorder_noredact"]),
-                "frames/CPU-s", median(cpu["bare"]), "bare", samples=cpu["recorder_noredact"], baseline_samples=cpu["bare"],
+                "frames/CPU-s", median(cpu["bare"]), "bare", samples=cpu["recorder_noredact"], baseline_samples=cpu["bare"], paired=True,
             ),
             Figure(
                 "recorder.round_trip_noredact", "recorder round trips, redaction off", median(rt["recorder_noredact"]),
-                "round trips/s", median(rt["bare"]), "bare", samples=rt["recorder_noredact"], baseline_samples=rt["bare"],
+                "round trips/s", median(rt["bare"]), "bare", samples=rt["recorder_noredact"], baseline_samples=rt["bare"], paired=True,
             ),
         ]
     if "replayer" in fps:
         figures.append(
             Figure(
                 "replay.proxy_burst", "replay via mitmproxy (Replayer, max)", median(fps["replayer"]), "frames/s",
-                median(fps["bare"]), "bare relaying live", samples=fps["replayer"], baseline_samples=fps["bare"],
+                median(fps["bare"]), "bare relaying live", samples=fps["replayer"], baseline_samples=fps["bare"], paired=True,
             )
         )
     if "direct" in plain:
         figures.append(
             Figure(
                 "replay.direct_burst", f"replay direct (replay server, {params.frames:,})", median(plain["direct"]),
-                "frames/s", plain_burst, "plain", "ratio>=0.8", plain["direct"], plain["plain"],
+                "frames/s", plain_burst, "plain", "ratio>=0.8", plain["direct"], plain["plain"], paired=True,
             )
         )
     mem_bare, mem_rec = memory["bare"], memory["recorder"]
@@ -641,7 +647,8 @@ SETUP = {
     "burst": "server sends N frames as fast as it can after the client's start frame; the client times "
     "start frame -> N-th frame received",
     "round_trip": "client sends a frame, waits for the echo, in sequence",
-    "repeats": "proxied (and plain/direct) runs alternate, rotating the order each repeat; medians",
+    "repeats": "proxied (and plain/direct) runs alternate, rotating the order each repeat; values are "
+    "medians; ratios of alternated runs are the median of the per-repeat ratios",
     "cpu": "proxy CPU = the proxy process's CPU-time clock (all threads, clock_gettime on its "
     "CPUCLOCK) from the start frame to the last frame received",
     "memory": "VmRSS of each proxy process right before one N-frame burst and right after its last "
@@ -661,7 +668,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=None, help="frames of the long sessions (memory, plain, direct, storage); default 100000, --quick 2000")
     parser.add_argument("--proxy-frames", type=int, default=None, help="frames per proxied burst run; default min(frames, 3000)")
-    parser.add_argument("--round-trips", type=int, default=None, help="round trips per proxied run; default min(frames, 1000)")
+    parser.add_argument("--round-trips", type=int, default=None, help="round trips per proxied run; default min(frames, 500)")
     parser.add_argument("--repeats", type=int, default=None, help="runs per measurement (median); default 5, --quick 3")
     parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
     parser.add_argument("--no-vcrpy", action="store_true", help="skip the vcrpy rows")
@@ -676,7 +683,7 @@ def make_params(args: argparse.Namespace) -> Params:
     quick = args.quick
     frames = args.frames or (2000 if quick else 100_000)
     proxy_frames = args.proxy_frames or min(frames, 300 if quick else 3000)
-    round_trips = args.round_trips or min(frames, 100 if quick else 1000)
+    round_trips = args.round_trips or min(frames, 100 if quick else 500)
     return Params(
         frames=frames,
         proxy_frames=proxy_frames,
@@ -724,7 +731,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wsreplay benchmark — Python {env['python']}, mitmproxy {env['mitmproxy']}, websockets {env['websockets']}, "
           f"{env['cpus']} CPUs, load avg at start {env['loadavg_at_start'][0]:.1f}, {duration:.0f} s")
     print(f"frames: long sessions {params.frames:,}, proxied bursts {params.proxy_frames:,}, proxied round trips "
-          f"{params.round_trips:,}, repeats {params.repeats} (median); proxies in their own processes")
+          f"{params.round_trips:,}, repeats {params.repeats} (medians; alternated runs: median of per-repeat ratios); "
+          "proxies in their own processes")
     print()
     print_table(figures)
     notes = [f for f in figures if f.note]

@@ -522,6 +522,7 @@ def replay(
             "wsreplay_speed": speed,
             "wsreplay_on_mismatch": on_mismatch,
             "wsreplay_ignore": list(ignore),
+            "wsreplay_hosts": list(hosts),
         }
         settings = proxy_settings(
             replay_mode_spec(mode, upstream, loaded),

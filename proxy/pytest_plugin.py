@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mitmproxy import http
 
 RECORD_MODES = ("none", "once", "new_episodes", "all")
 CASSETTE_SUFFIX = ".cassette"
@@ -45,8 +44,14 @@ class _UpstreamRouter:
     def __init__(self) -> None:
         self.upstream: tuple[str, str, int] | None = None
 
-    def request(self, flow: http.HTTPFlow) -> None:
-        if flow.response is not None or getattr(flow.client_conn.proxy_mode, "type_name", "") != "reverse":
+    def request(self, flow: Any) -> None:
+        from mitmproxy import http
+
+        from proxy.flows import is_replayed
+
+        if flow.response is not None or is_replayed(flow):
+            return
+        if getattr(flow.client_conn.proxy_mode, "type_name", "") != "reverse":
             return
         if self.upstream is None:
             flow.response = http.Response.make(
@@ -119,7 +124,7 @@ class SessionProxy:
             upstream_ca=self.config.getoption("wsreplay_upstream_ca"),
             extra_options=options,
         )
-        host = ProxyHost(settings, [self.router, self.replayer, self.recorder, Resolver()])
+        host = ProxyHost(settings, [self.replayer, self.router, self.recorder, Resolver()])
         host.start_in_thread()
         self.host = host
         servers = host.master.addons.get("proxyserver").servers
