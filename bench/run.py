@@ -277,6 +277,8 @@ async def websocket_benchmarks(params: Params, work: Path, figures: list[Figure]
     replay_ok, replay_status = replay_engine_status()
     raw["replay_engine"] = replay_status
     recorded = work / "recorded.cassette"
+    proxy_cassette = work / "replay-proxy.cassette"
+    direct_cassette = work / "replay-direct.cassette"
     flow_file = work / "bare-session.mitm"
     processes: list[ProxyProcess] = []
 
@@ -317,6 +319,18 @@ async def websocket_benchmarks(params: Params, work: Path, figures: list[Figure]
             await target.settle()
         await wsload.burst(plain_url, params.warmup_frames, last[params.warmup_frames])
 
+        # The replayer proxy plays the recorded warm-up and proxied-burst connections; it starts
+        # while the memory sessions run.
+        replay_start: asyncio.Task[int] | None = None
+        if replay_ok:
+            queries = [f"n={n}" for n in dict.fromkeys((params.warmup_frames, params.proxy_frames))]
+            raw["replay_proxy_cassette_frames"] = storage.select_connections(recorded, queries, proxy_cassette)
+            log("starting the replayer mitmproxy process")
+            replay_process = new_proxy("replayer", proxy_cassette)
+            replay_start = asyncio.create_task(asyncio.to_thread(replay_process.start))
+        else:
+            skipped.append(f"replay rows: {replay_status}")
+
         # Memory: one long session on each proxy at once; RSS before, and after the last frame (flow live).
         log(f"memory: one {params.frames:,}-frame session through bare and recorder proxies (concurrently)")
         await asyncio.to_thread(bare.process.call, "capture", str(flow_file))
@@ -350,20 +364,17 @@ async def websocket_benchmarks(params: Params, work: Path, figures: list[Figure]
         raw["memory"] = memory
 
         replayer: Proxied | None = None
-        replay_cassette = work / "replay.cassette"
-        if replay_ok:
-            queries = [f"n={n}" for n in dict.fromkeys((params.warmup_frames, params.proxy_frames, params.frames))]
-            raw["replay_cassette_frames"] = storage.select_connections(recorded, queries, replay_cassette)
-            log("starting the replayer mitmproxy process")
-            replay_process = new_proxy("replayer", replay_cassette)
-            await asyncio.to_thread(replay_process.start)
-            replayer = Proxied("replayer", replay_process)
-            await wsload.burst(replayer.url, params.warmup_frames, last[params.warmup_frames])
-            await replayer.settle()
-            await wsload.burst(replayer.url, params.proxy_frames, last[params.proxy_frames])
-            await replayer.settle()
-        else:
-            skipped.append(f"replay rows: {replay_status}")
+        if replay_start is not None:
+            try:
+                await replay_start
+            except Exception as exc:
+                skipped.append(f"replay via mitmproxy: {exc}")
+            else:
+                replayer = Proxied("replayer", replay_process)
+                await wsload.burst(replayer.url, params.warmup_frames, last[params.warmup_frames])
+                await replayer.settle()
+                await wsload.burst(replayer.url, params.proxy_frames, last[params.proxy_frames])
+                await replayer.settle()
 
         log(f"proxied bursts: {params.proxy_frames:,} frames x {params.repeats}, alternating")
         runs: dict[str, Callable[[], Awaitable[Any]]] = {
@@ -397,7 +408,9 @@ async def websocket_benchmarks(params: Params, work: Path, figures: list[Figure]
             from proxy.replay import ReplayOptions, ReplaySession
             from proxy.replay_server import ReplayServer
 
-            direct_server = ReplayServer(ReplaySession(load_cassette(replay_cassette), ReplayOptions(speed=None)))
+            queries = [f"n={n}" for n in dict.fromkeys((params.warmup_frames, params.frames))]
+            raw["replay_direct_cassette_frames"] = storage.select_connections(recorded, queries, direct_cassette)
+            direct_server = ReplayServer(ReplaySession(load_cassette(direct_cassette), ReplayOptions(speed=None)))
             host, direct_port = await direct_server.start()
             direct_url = f"ws://{host}:{direct_port}"
             await wsload.burst(direct_url, params.warmup_frames, last[params.warmup_frames])
@@ -666,7 +679,7 @@ SETUP = {
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--frames", type=int, default=None, help="frames of the long sessions (memory, plain, direct, storage); default 100000, --quick 2000")
+    parser.add_argument("--frames", type=int, default=None, help="frames of the long sessions (memory, plain, direct, storage); default 100000, --quick 1000")
     parser.add_argument("--proxy-frames", type=int, default=None, help="frames per proxied burst run; default min(frames, 3000)")
     parser.add_argument("--round-trips", type=int, default=None, help="round trips per proxied run; default min(frames, 500)")
     parser.add_argument("--repeats", type=int, default=None, help="runs per measurement (median); default 5, --quick 3")
@@ -681,9 +694,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def make_params(args: argparse.Namespace) -> Params:
     quick = args.quick
-    frames = args.frames or (2000 if quick else 100_000)
-    proxy_frames = args.proxy_frames or min(frames, 300 if quick else 3000)
-    round_trips = args.round_trips or min(frames, 100 if quick else 500)
+    frames = args.frames or (1000 if quick else 100_000)
+    proxy_frames = args.proxy_frames or min(frames, 200 if quick else 3000)
+    round_trips = args.round_trips or min(frames, 50 if quick else 500)
     return Params(
         frames=frames,
         proxy_frames=proxy_frames,
