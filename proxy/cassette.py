@@ -27,6 +27,7 @@ from proxy.records import (
     WebSocketClose,
     WebSocketFrame,
     WebSocketOpen,
+    message_fields,
 )
 
 FORMAT_NAME = "wsreplay-cassette"
@@ -71,30 +72,6 @@ def _micros(seconds: float) -> int:
     return max(0, round(seconds * 1_000_000))
 
 
-def _encode_request(request: HttpRequest) -> dict[str, Any]:
-    return {
-        "method": request.method,
-        "scheme": request.scheme,
-        "host": request.host,
-        "port": request.port,
-        "path": request.path,
-        "query": request.query,
-        "http_version": request.http_version,
-        "headers": [list(pair) for pair in request.headers],
-        "body": request.body,
-    }
-
-
-def _encode_response(response: HttpResponse) -> dict[str, Any]:
-    return {
-        "status": response.status,
-        "reason": response.reason,
-        "http_version": response.http_version,
-        "headers": [list(pair) for pair in response.headers],
-        "body": response.body,
-    }
-
-
 def encode_header(header: CassetteHeader) -> dict[str, Any]:
     return {
         "format": FORMAT_NAME,
@@ -115,10 +92,10 @@ def encode_record(record: Record) -> list[Any]:
             flags = (FLAG_FROM_CLIENT if record.from_client else 0) | (FLAG_TEXT if record.is_text else 0)
             return [KIND_FRAME, *head, flags, record.payload]
         case HttpExchange():
-            response = _encode_response(record.response) if record.response else None
-            return [KIND_HTTP, *head, _encode_request(record.request), response, _micros(record.duration)]
+            response = message_fields(record.response, bytes) if record.response else None
+            return [KIND_HTTP, *head, message_fields(record.request, bytes), response, _micros(record.duration)]
         case WebSocketOpen():
-            return [KIND_WS_OPEN, *head, _encode_request(record.request), _encode_response(record.response)]
+            return [KIND_WS_OPEN, *head, message_fields(record.request, bytes), message_fields(record.response, bytes)]
         case WebSocketClose():
             return [KIND_CLOSE, *head, record.code, record.reason, record.closed_by]
         case ConnectionFailure():

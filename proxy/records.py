@@ -8,7 +8,8 @@ id, and its time as seconds since the cassette's creation.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal, TypeAlias
 
 Headers: TypeAlias = tuple[tuple[str, str], ...]
@@ -174,3 +175,15 @@ def split_header_list(value: str | None) -> tuple[str, ...]:
     if not value:
         return ()
     return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def message_fields(message: HttpRequest | HttpResponse, encode_body: Callable[[bytes], Any]) -> dict[str, Any]:
+    """A request's or response's fields as a plain dict, in declaration order.
+
+    Headers become ``[name, value]`` lists; the body goes through `encode_body`
+    (bytes as they are for the cassette, text or base64 for JSON views).
+    """
+    data = {item.name: getattr(message, item.name) for item in fields(message)}
+    data["headers"] = [list(pair) for pair in message.headers]
+    data["body"] = encode_body(message.body)
+    return data

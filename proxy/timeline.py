@@ -16,6 +16,7 @@ from proxy.records import (
     WebSocketClose,
     WebSocketFrame,
     WebSocketOpen,
+    message_fields,
 )
 
 HEX_PREVIEW_BYTES = 16
@@ -101,27 +102,11 @@ def _body_json(body: bytes) -> dict[str, Any]:
 
 
 def request_as_dict(request: HttpRequest) -> dict[str, Any]:
-    return {
-        "method": request.method,
-        "scheme": request.scheme,
-        "host": request.host,
-        "port": request.port,
-        "path": request.path,
-        "query": request.query,
-        "http_version": request.http_version,
-        "headers": [list(pair) for pair in request.headers],
-        "body": _body_json(request.body),
-    }
+    return message_fields(request, _body_json)
 
 
 def response_as_dict(response: HttpResponse) -> dict[str, Any]:
-    return {
-        "status": response.status,
-        "reason": response.reason,
-        "http_version": response.http_version,
-        "headers": [list(pair) for pair in response.headers],
-        "body": _body_json(response.body),
-    }
+    return message_fields(response, _body_json)
 
 
 def record_as_dict(record: Record) -> dict[str, Any]:
