@@ -167,9 +167,10 @@ class Replayer:
         return self.strict and report is not None and not report.clean
 
     async def done(self) -> None:
-        if self.server is not None:
-            await self.server.close()
-            self.server = None
+        if self.server is None:
+            return
+        await self.server.close()
+        self.server = None
         if self.session is not None:
             self.final_report = self.session.report()
             level = logging.INFO if self.final_report.clean else logging.WARNING

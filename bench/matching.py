@@ -19,6 +19,7 @@ import statistics
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -81,17 +82,24 @@ def write_wsreplay_cassette(path: Path, count: int, shape: str) -> None:
     write_cassette(path, Cassette(header, records), overwrite=True)
 
 
-def _timed_per_call(calls: list[Callable[[], Any]], min_seconds: float) -> tuple[float, int, list[Any]]:
-    """Seconds per call, calls made and the first pass's results: passes until `min_seconds` passed."""
-    done = 0
-    started = time.perf_counter()
-    first = [call() for call in calls]
-    done += len(calls)
-    while (elapsed := time.perf_counter() - started) < min_seconds:
-        for call in calls:
-            call()
-        done += len(calls)
-    return elapsed / done, done, first
+@dataclass
+class Prepared:
+    """A loaded cassette ready to be timed: facts about it and one pass of live lookups."""
+
+    info: dict[str, Any]
+    calls: list[Callable[[], Any]]
+
+    def per_call(self, min_seconds: float) -> float:
+        """Seconds per lookup: whole passes over the lookups until `min_seconds` have passed."""
+        done = 0
+        started = time.perf_counter()
+        while True:
+            for call in self.calls:
+                call()
+            done += len(self.calls)
+            elapsed = time.perf_counter() - started
+            if elapsed >= min_seconds:
+                return elapsed / done
 
 
 def _timed_loads(load: Callable[[], Any], repeats: int) -> tuple[float, list[float], Any]:
@@ -104,10 +112,8 @@ def _timed_loads(load: Callable[[], Any], repeats: int) -> tuple[float, list[flo
     return statistics.median(samples), samples, result
 
 
-def wsreplay_figures(
-    directory: Path, count: int, shape: str, lookups: int, min_seconds: float, load_repeats: int = 3
-) -> dict[str, Any]:
-    """Load (+ index) seconds and per-match seconds for a wsreplay cassette of `count` exchanges."""
+def prepare_wsreplay(directory: Path, count: int, shape: str, lookups: int, load_repeats: int = 3) -> Prepared:
+    """Write a wsreplay cassette of `count` exchanges, time loading (+ indexing) it, check the answers."""
     path = directory / f"http-{shape}-{count}.cassette"
     write_wsreplay_cassette(path, count, shape)
     load_seconds, load_samples, session = _timed_loads(
@@ -116,20 +122,19 @@ def wsreplay_figures(
     rng = random.Random(count)
     targets = [rng.randrange(count) for _ in range(lookups)]
     live = [make_request(index, shape=shape, fresh=True) for index in targets]
-
-    per_match, calls, answers = _timed_per_call([lambda r=r: session.answer_http(r) for r in live], min_seconds)
-    for found, index in zip(answers, targets, strict=True):
+    for request, index in zip(live, targets, strict=True):
+        found = session.answer_http(request)
         if found.response.status != 200 or json.loads(found.response.body)["index"] != index:
             raise RuntimeError(f"wsreplay did not match exchange {index}: {found.response.status}")
-    return {
+    info = {
         "exchanges": count,
         "shape": shape,
         "file_bytes": path.stat().st_size,
         "load_seconds": load_seconds,
         "load_samples": load_samples,
-        "match_seconds": per_match,
-        "match_calls": calls,
+        "lookups": lookups,
     }
+    return Prepared(info, [lambda r=r: session.answer_http(r) for r in live])
 
 
 def vcrpy_available() -> bool:
@@ -165,9 +170,8 @@ def write_vcrpy_cassette(path: Path, count: int, shape: str) -> None:
     path.write_text(serialize({"requests": requests, "responses": responses}, yamlserializer))
 
 
-def vcrpy_figures(
-    directory: Path, count: int, shape: str, lookups: int, min_seconds: float, load_repeats: int = 3
-) -> dict[str, Any]:
+def prepare_vcrpy(directory: Path, count: int, shape: str, lookups: int, load_repeats: int = 3) -> Prepared:
+    """The same with vcrpy: a YAML cassette of `count` exchanges, loaded with ``Cassette.load``."""
     import vcr
     from vcr import matchers
     from vcr.cassette import Cassette as VcrCassette
@@ -185,17 +189,16 @@ def vcrpy_figures(
     rng = random.Random(count)
     targets = [rng.randrange(count) for _ in range(lookups)]
     live = [_vcr_request(make_request(index, shape=shape)) for index in targets]
-    per_match, calls, answers = _timed_per_call([lambda r=r: cassette.play_response(r) for r in live], min_seconds)
-    for found, index in zip(answers, targets, strict=True):
-        if json.loads(found["body"]["string"])["index"] != index:
+    for request, index in zip(live, targets, strict=True):
+        if json.loads(cassette.play_response(request)["body"]["string"])["index"] != index:
             raise RuntimeError(f"vcrpy did not match exchange {index}")
-    return {
+    info = {
         "exchanges": count,
         "shape": shape,
         "file_bytes": path.stat().st_size,
         "load_seconds": load_seconds,
         "load_samples": load_samples,
-        "match_seconds": per_match,
-        "match_calls": calls,
+        "lookups": lookups,
         "vcrpy_version": vcr.__version__,
     }
+    return Prepared(info, [lambda r=r: cassette.play_response(r) for r in live])

@@ -183,6 +183,9 @@ class ProxyProcess:
 
     def stop(self, timeout: float = 30.0) -> int | None:
         """Stop the proxy cleanly (terminate it only if it does not exit); return its exit code."""
+        if self._process.pid is None:  # never started
+            self._conn.close()
+            return None
         if self._process.is_alive():
             try:
                 self._conn.send(("stop",))

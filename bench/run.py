@@ -527,7 +527,7 @@ async def _plain_burst(url: str, count: int, last: str) -> float:
 def storage_benchmarks(params: Params, work: Path, figures: list[Figure], raw: dict[str, Any]) -> None:
     records = storage.connection_records(work / "recorded.cassette", f"n={params.frames}")
     log(f"cassette write/read: {len(records):,} records of the recorded {params.frames:,}-frame session")
-    runs = [storage.cassette_figures(records, work) for _ in range(params.repeats)]
+    runs = [storage.cassette_figures(records, work) for _ in range(min(params.repeats, 3))]
     raw["storage"] = runs
     flow = raw["flow_file"]
     frames = runs[0]["frames"]
@@ -560,29 +560,34 @@ def http_benchmarks(params: Params, work: Path, figures: list[Figure], raw: dict
     except Exception as exc:
         skipped.append(f"HTTP matching rows: replay engine not importable ({exc})")
         return
-    ours: dict[int, dict[str, Any]] = {}
+    prepared: dict[tuple[str, int], matching.Prepared] = {}
     for size in params.http_sizes:
         log(f"HTTP matching: wsreplay, {size:,} exchanges")
-        ours[size] = matching.wsreplay_figures(
-            work, size, "mixed", params.http_lookups, params.http_min_seconds, params.http_load_repeats
+        prepared["wsreplay", size] = matching.prepare_wsreplay(
+            work, size, "mixed", params.http_lookups, params.http_load_repeats
         )
-    one_path: dict[int, dict[str, Any]] = {}
     for size in params.one_path_sizes:
         log(f"HTTP matching: wsreplay, {size:,} exchanges on one path")
-        one_path[size] = matching.wsreplay_figures(
-            work, size, "one-path", max(20, params.http_lookups // 10), params.http_min_seconds, 1
-        )
-    theirs: dict[int, dict[str, Any]] = {}
+        prepared["one_path", size] = matching.prepare_wsreplay(work, size, "one-path", 20, 1)
     if matching.vcrpy_available():
         for size in params.vcrpy_sizes:
             log(f"HTTP matching: vcrpy, {size:,} exchanges")
-            theirs[size] = matching.vcrpy_figures(
-                work, size, "mixed", max(20, params.http_lookups // 10), params.http_min_seconds, params.http_load_repeats
-            )
-    else:
+            prepared["vcrpy", size] = matching.prepare_vcrpy(work, size, "mixed", 20, params.http_load_repeats)
+    elif params.vcrpy_sizes:
         print("vcrpy not installed", flush=True)
         skipped.append("vcrpy rows: vcrpy not installed")
-    raw["http"] = {"wsreplay": ours, "wsreplay_one_path": one_path, "vcrpy": theirs}
+    log(f"HTTP matching: timing lookups, {params.repeats} alternating rounds")
+    samples: dict[tuple[str, int], list[float]] = {key: [] for key in prepared}
+    keys = list(prepared)
+    for repeat in range(params.repeats):
+        shift = repeat % len(keys)
+        for key in keys[shift:] + keys[:shift]:
+            samples[key].append(prepared[key].per_call(params.http_min_seconds))
+    results: dict[str, dict[int, dict[str, Any]]] = {"wsreplay": {}, "one_path": {}, "vcrpy": {}}
+    for (kind, size), item in prepared.items():
+        results[kind][size] = item.info | {"match_seconds": median(samples[kind, size]), "match_samples": samples[kind, size]}
+    ours, one_path, theirs = results["wsreplay"], results["one_path"], results["vcrpy"]
+    raw["http"] = results
     reference = 1000 if 1000 in ours else max(ours)
     us = 1e6
     load_baseline = theirs.get(reference, {}).get("load_seconds")
@@ -591,23 +596,28 @@ def http_benchmarks(params: Params, work: Path, figures: list[Figure], raw: dict
         Figure("http.load", f"load+index {reference:,} HTTP exchanges", ours[reference]["load_seconds"] * 1000, "ms",
                None if load_baseline is None else load_baseline * 1000, "vcrpy YAML load"),
         Figure("http.match", f"match 1 request among {reference:,}", ours[reference]["match_seconds"] * us, "µs",
-               None if match_baseline is None else match_baseline * us, "vcrpy play_response"),
+               None if match_baseline is None else match_baseline * us, "vcrpy play_response",
+               samples=_us(ours[reference]), baseline_samples=_us(theirs.get(reference)), paired=True),
     ]
     smallest = min(ours)
     for size in sorted(ours):
         if size == smallest:
-            figures.append(Figure(f"http.match_{size}", f"match cost, {size:,} exchanges", ours[size]["match_seconds"] * us, "µs"))
+            figures.append(
+                Figure(f"http.match_{size}", f"match cost, {size:,} exchanges", ours[size]["match_seconds"] * us, "µs",
+                       samples=_us(ours[size]))
+            )
         else:
             figures.append(
                 Figure(f"http.match_{size}", f"match cost, {size:,} exchanges", ours[size]["match_seconds"] * us, "µs",
-                       ours[smallest]["match_seconds"] * us, f"{smallest:,} exchanges", "ratio<=2")
+                       ours[smallest]["match_seconds"] * us, f"{smallest:,} exchanges", "ratio<=2",
+                       _us(ours[size]), _us(ours[smallest]), paired=True)
             )
     if len(one_path) >= 2:
         small, large = min(one_path), max(one_path)
         figures += [
             Figure("http.one_path_match", f"match, {large:,} exchanges on one path (query differs)",
                    one_path[large]["match_seconds"] * us, "µs", one_path[small]["match_seconds"] * us,
-                   f"{small:,} on one path", "ratio<=2"),
+                   f"{small:,} on one path", "ratio<=2", _us(one_path[large]), _us(one_path[small]), paired=True),
             Figure("http.one_path_load", f"load+index {large:,} exchanges on one path", one_path[large]["load_seconds"] * 1000,
                    "ms", one_path[small]["load_seconds"] * 1000, f"{small:,} on one path"),
         ]
@@ -615,8 +625,13 @@ def http_benchmarks(params: Params, work: Path, figures: list[Figure], raw: dict
         small, large = min(theirs), max(theirs)
         figures.append(
             Figure("http.vcrpy_growth", f"vcrpy match cost, {large:,} exchanges", theirs[large]["match_seconds"] * us, "µs",
-                   theirs[small]["match_seconds"] * us, f"vcrpy, {small:,}")
+                   theirs[small]["match_seconds"] * us, f"vcrpy, {small:,}", samples=_us(theirs[large]),
+                   baseline_samples=_us(theirs[small]), paired=True)
         )
+
+
+def _us(result: dict[str, Any] | None) -> list[float]:
+    return [] if result is None else [seconds * 1e6 for seconds in result["match_samples"]]
 
 
 # --- main ----------------------------------------------------------------------------
@@ -708,7 +723,7 @@ def make_params(args: argparse.Namespace) -> Params:
         one_path_sizes=(50, 100) if quick else (100, 400),
         vcrpy_sizes=() if args.no_vcrpy else ((1000,) if quick else (100, 1000)),
         http_lookups=200,
-        http_min_seconds=0.1 if quick else 0.5,
+        http_min_seconds=0.05 if quick else 0.2,
         http_load_repeats=1 if quick else 3,
         quick=quick,
     )

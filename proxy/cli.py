@@ -515,6 +515,7 @@ def replay(
         if mode == "regular" or command or set_options or scripts:
             raise click.UsageError("--direct serves clients that connect straight to it: no regular mode, command, --set or -s")
         report = asyncio.run(_replay_direct(loaded, listen, speed, on_mismatch, ignore))
+        click.echo(report.format(), err=True)
         status = 0
     else:
         wsreplay_options: dict[str, str | list[str]] = {
@@ -535,11 +536,9 @@ def replay(
         )
         replayer = Replayer()
         status = serve_proxy(settings, [replayer], f"replaying {cassette} ({mode} mode, offline)", mode, command)
-        report = replayer.report()
-    if report is not None:
-        click.echo(report.format(), err=True)
-        if strict and not report.clean and status == 0:
-            status = 1
+        report = replayer.report()  # the addon has logged it
+    if strict and report is not None and not report.clean and status == 0:
+        status = 1
     sys.exit(status)
 
 
@@ -554,7 +553,7 @@ async def _replay_direct(
     try:
         host, port = await server.start()
     except OSError as exc:
-        fail(f"cannot listen on {listen[0]}:{listen[1]}: {exc.strerror}")
+        fail(f"cannot listen on {listen[0]}:{listen[1]}: {os.strerror(exc.errno) if exc.errno else exc}")
     click.echo(f"wsreplay: replaying {cassette.path} directly on {host}:{port} (offline); Ctrl-C to stop", err=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

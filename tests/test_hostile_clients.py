@@ -49,7 +49,7 @@ from proxy.replay_server import ReplayServer
 from tests.support.cli import RunningWsreplay, run_wsreplay
 
 TIMEOUT = 10.0
-PROMPT = 5.0
+PROMPT = 3.0
 """Seconds within which a healthy server answers something it can answer at once."""
 MAX_FRAMES = 20
 OP_TEXT, OP_BINARY, OP_CLOSE = 0x1, 0x2, 0x8
@@ -148,12 +148,12 @@ def direct(cassette: Path) -> Iterator[Replay]:
 # --- well-behaved clients ---------------------------------------------------------------
 
 
-async def until_closed(ws: ClientConnection) -> list[Any]:
+async def until_closed(ws: ClientConnection, timeout: float = TIMEOUT) -> list[Any]:
     """Every frame (as JSON) up to the close, which ends the list as ("closed", code, reason)."""
     seen: list[Any] = []
     try:
         for _ in range(MAX_FRAMES):
-            seen.append(json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT)))
+            seen.append(json.loads(await asyncio.wait_for(ws.recv(), timeout)))
     except websockets.ConnectionClosed as exc:
         seen.append(("closed", exc.rcvd.code, exc.rcvd.reason) if exc.rcvd else ("closed", None, "no close frame"))
     return seen
@@ -291,6 +291,9 @@ def abort(writer: asyncio.StreamWriter) -> None:
 
 # --- malformed frames ---------------------------------------------------------------------
 
+INCOMPLETE = r"client closed \(.*\) after 0 of 1 recorded client frames"
+"""The replay server's line for a connection that ended before the client's first message."""
+
 HELLO_BYTES = json.dumps(hello()).encode()
 MALFORMED = [
     pytest.param(b"this is not a WebSocket frame\r\n\r\n", 1002, id="garbage"),
@@ -324,6 +327,7 @@ MALFORMED = [
 
 @pytest.mark.parametrize(("malformed", "code"), MALFORMED)
 async def test_malformed_frame_gets_a_protocol_error_close(direct: Replay, malformed: bytes, code: int) -> None:
+    ended_before = await asyncio.to_thread(direct.process.count, INCOMPLETE)
     async with early_client(direct.port) as early:
         reader, writer = await raw_upgrade(direct.port)
         try:
@@ -332,18 +336,21 @@ async def test_malformed_frame_gets_a_protocol_error_close(direct: Replay, malfo
         finally:
             abort(writer)
         assert answer == [WELCOME, ("close", code)], "expected the greeting, then a close with the error's code"
+        await asyncio.to_thread(direct.process.wait_for_count, INCOMPLETE, ended_before + 1)
         await assert_still_serving(direct.port, early)
 
 
 # --- oversized message ----------------------------------------------------------------------
 
 TWENTY_MB = 20 * 1024 * 1024
+TEN_MB = 10 * 1024 * 1024
+BIG_TIMEOUT = 60.0
 
 
-def big_message(filler: str) -> str:
-    document = {"type": "message", "content": "", "message_id": str(uuid.uuid4())}
-    head = json.dumps(document)[:-2]
-    return head + (filler * (TWENTY_MB // len(filler) + 1))[:TWENTY_MB] + '"}'
+def big_message(filler: str, size: int = TWENTY_MB) -> str:
+    """A chat message whose content is `size` characters of `filler`."""
+    head = json.dumps({"type": "message", "message_id": str(uuid.uuid4()), "content": ""})[:-2]
+    return head + (filler * (size // len(filler) + 1))[:size] + '"}'
 
 
 async def send_big(port: int, message: str) -> list[Any]:
@@ -351,10 +358,9 @@ async def send_big(port: int, message: str) -> list[Any]:
         seen = [json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))]
         await asyncio.wait_for(ws.send(message), TIMEOUT)
         try:
-            async with asyncio.timeout(60):
-                return seen + await until_closed(ws)
+            return seen + await until_closed(ws, BIG_TIMEOUT)
         except TimeoutError:
-            raise AssertionError("no answer to a 20 MB message within 60 s") from None
+            raise AssertionError(f"no answer to the big message within {BIG_TIMEOUT} s") from None
 
 
 async def test_twenty_mb_text_frame_gets_a_clear_close_and_others_are_served(direct: Replay) -> None:
@@ -371,34 +377,33 @@ async def test_twenty_mb_text_frame_gets_a_clear_close_and_others_are_served(dir
 
 
 @pytest.mark.xfail(
-    reason="proxy/matchers.py shape() (a regex over the whole string, ~0.4 s/MB of prose) runs on the replay "
-    "server's event loop: a 20 MB text frame unlike the recording stalls every other connection for seconds",
+    reason="proxy/matchers.py shape() (a regex over the whole string, ~0.3-0.5 s/MB of prose) runs on the replay "
+    "server's event loop: a 10 MB text frame unlike the recording stalls every other connection for seconds",
     strict=True,
 )
-async def test_twenty_mb_text_frame_does_not_stall_the_other_clients(direct: Replay) -> None:
-    big = asyncio.create_task(send_big(direct.port, big_message("lorem ipsum dolor sit amet ")))
+async def test_a_10_mb_text_frame_does_not_stall_the_other_clients(direct: Replay) -> None:
+    """Prose this time; a health check is probed in a loop until the big message is answered."""
+    big = asyncio.create_task(send_big(direct.port, big_message("lorem ipsum dolor sit amet ", TEN_MB)))
     latencies = []
+    deadline = time.monotonic() + BIG_TIMEOUT
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
-            for _ in range(1000):
-                if big.done():
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=BIG_TIMEOUT)) as session:
+            for _ in range(100_000):
+                if big.done() or time.monotonic() > deadline:
                     break
                 started = time.monotonic()
                 async with session.get(f"http://127.0.0.1:{direct.port}/health") as response:
                     assert (response.status, await response.read()) == (200, HEALTH)
                 latencies.append(time.monotonic() - started)
-        answer = await asyncio.wait_for(big, 60)
+        answer = await asyncio.wait_for(big, BIG_TIMEOUT)
     finally:
         with contextlib.suppress(BaseException):
-            await asyncio.wait_for(big, 60)  # leave the shared server idle for the next test
+            await asyncio.wait_for(big, BIG_TIMEOUT)  # leave the shared server idle for the next test
     assert answer[-1][:2] == ("closed", 4000)
-    assert max(latencies) < 2.0, f"a health check waited {max(latencies):.1f}s while the server read a 20 MB frame"
+    assert max(latencies) < 1.0, f"a health check waited {max(latencies):.1f}s while the server read a 10 MB frame"
 
 
 # --- half-open connections and floods --------------------------------------------------------
-
-INCOMPLETE = r"client closed \(.*\) after 0 of 1 recorded client frames"
-
 
 async def test_half_open_connections_do_not_block_anyone(direct: Replay) -> None:
     """Clients that connect and never send the upgrade (or only half of it), one that upgrades and
@@ -423,6 +428,8 @@ async def test_half_open_connections_do_not_block_anyone(direct: Replay) -> None
     finally:
         for writer in held:
             abort(writer)
+    # the silent upgraded client, once it drops, is noticed too
+    await asyncio.to_thread(direct.process.wait_for_count, INCOMPLETE, vanished_before + 3)
 
 
 async def test_a_flood_of_200_upgrades_that_vanish(direct: Replay) -> None:
@@ -461,9 +468,11 @@ async def test_stopping_the_server_closes_half_open_connections() -> None:
         partial = await raw_connection(port)
         partial[1].write(upgrade_request()[:40])
         silent = await raw_upgrade(port)
-        started = time.monotonic()
-    finally:
+    except BaseException:
         await asyncio.wait_for(server.close(), TIMEOUT)
+        raise
+    started = time.monotonic()
+    await asyncio.wait_for(server.close(), TIMEOUT)
     took = time.monotonic() - started
     try:
         assert await read_to_eof(idle[0], PROMPT) == b""

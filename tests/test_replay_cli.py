@@ -31,6 +31,7 @@ from tests.support.clients import (
 )
 from tests.support.scenario import staging_upstream
 from tests.support.staging_upstream import WsScript
+from tests.support.timing import TIMING_TOLERANCE, loop_lag
 from tests.support.tls import make_private_ca
 
 Scenario = Callable[[str, str], Awaitable[list]]
@@ -177,10 +178,11 @@ async def test_speed_1_keeps_the_recorded_gaps(tmp_path: Path) -> None:
     recorded_gaps = [later.time - earlier.time for earlier, later in zip(events, events[1:], strict=False)]
     assert len(recorded_gaps) == 5 and min(recorded_gaps) > 0.1
 
-    replayed_gaps, _ = await run_proxy(["replay", str(cassette), "--speed", "1"], agent_event_gaps)
-    assert replayed_gaps == pytest.approx(recorded_gaps, abs=0.02)
-    faster_gaps, _ = await run_proxy(["replay", str(cassette), "--speed", "3"], agent_event_gaps)
-    assert faster_gaps == pytest.approx([gap / 3 for gap in recorded_gaps], abs=0.02)
+    for speed in (1, 3):
+        async with loop_lag() as lags:
+            replayed_gaps, _ = await run_proxy(["replay", str(cassette), "--speed", str(speed)], agent_event_gaps)
+        expected = [gap / speed for gap in recorded_gaps]
+        assert replayed_gaps == pytest.approx(expected, abs=TIMING_TOLERANCE + max(lags)), (speed, max(lags))
 
 
 async def test_a_client_frame_unlike_the_recording_fails_with_a_readable_diff(tmp_path: Path) -> None:
