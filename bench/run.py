@@ -2,7 +2,7 @@
 
     python bench/run.py            # default run (a few minutes on 2 cores)
     python bench/run.py --quick    # smoke run (~30 s)
-    python bench/run.py --frames 20000 --repeats 5 --output /tmp/bench.json
+    python bench/run.py --frames 20000 --repeats 3 --output /tmp/bench.json
 
 Setup (also written to the JSON):
 
@@ -15,13 +15,16 @@ Setup (also written to the JSON):
   redaction costs), ``replayer`` (``Replayer`` on a cassette of the recorded burst,
   speed max). No CPU pinning: the OS schedules the processes over the machine's cores.
 * Proxied measurements alternate between the proxies (rotating the order each
-  repeat) so drifting machine load hits them alike; each figure is the median of the
-  repeats. Besides wall-clock rates, the proxy process's CPU time per frame is read
-  from /proc (frames per proxy CPU-second), which other load on the machine disturbs
-  far less.
+  repeat) so drifting machine load hits them alike; values are medians of the
+  repeats, and a ratio between alternated runs is the median of the per-repeat
+  ratios. Besides wall-clock rates, the proxy process's CPU time per frame is read
+  (its CPU-time clock: frames per proxy CPU-second), which other load on the machine
+  disturbs less.
 * Memory: each proxy's RSS (/proc/PID/status VmRSS) right before one long burst
   session and right after its last frame arrived (the flow still live); the bare and
   recorder sessions run at the same time.
+* HTTP matching: cassettes of K exchanges loaded by wsreplay (``ReplaySession``) and
+  by vcrpy (``pip install vcrpy``; its rows are skipped when it is not installed).
 
 Ratios are value / baseline. Rows without a target are context.
 """
@@ -144,7 +147,7 @@ def print_table(figures: list[Figure], out=sys.stdout) -> None:
     rows = [("figure", "value", "baseline", "ratio", "target", "met?")]
     for f in figures:
         baseline = "-" if f.baseline is None else f"{_fmt(f.baseline, f.unit)} ({f.baseline_label})"
-        ratio = "-" if f.ratio is None else f"{f.ratio:.3f}"
+        ratio = "-" if f.ratio is None else f"{f.ratio:.3f}{'*' if f.paired else ''}"
         met = {None: "", True: "yes", False: "NO"}[f.met]
         rows.append((f.label, _fmt(f.value, f.unit), baseline, ratio, _fmt_target(f.target), met))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -197,6 +200,7 @@ class Params:
     plain_round_trips: int
     warmup_frames: int
     repeats: int
+    proxy_repeats: int
     http_sizes: tuple[int, ...]
     one_path_sizes: tuple[int, ...]
     vcrpy_sizes: tuple[int, ...]
@@ -376,7 +380,7 @@ async def websocket_benchmarks(params: Params, work: Path, figures: list[Figure]
                 await wsload.burst(replayer.url, params.proxy_frames, last[params.proxy_frames])
                 await replayer.settle()
 
-        log(f"proxied bursts: {params.proxy_frames:,} frames x {params.repeats}, alternating")
+        log(f"proxied bursts: {params.proxy_frames:,} frames x {params.proxy_repeats}, alternating")
         runs: dict[str, Callable[[], Awaitable[Any]]] = {
             "bare": lambda: timed_burst(bare, params.proxy_frames, last[params.proxy_frames]),
             "recorder": lambda: timed_burst(recorder, params.proxy_frames, last[params.proxy_frames]),
@@ -385,7 +389,7 @@ async def websocket_benchmarks(params: Params, work: Path, figures: list[Figure]
             runs["recorder_noredact"] = lambda: timed_burst(recorder_noredact, params.proxy_frames, last[params.proxy_frames])
         if replayer is not None:
             runs["replayer"] = lambda: timed_burst(replayer, params.proxy_frames, last[params.proxy_frames])
-        bursts = await alternate(params.repeats, runs)
+        bursts = await alternate(params.proxy_repeats, runs)
         raw["proxied_bursts"] = bursts
 
         log(f"proxied round trips: {params.round_trips:,} x {params.repeats}, alternating")
@@ -695,22 +699,26 @@ SETUP = {
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=None, help="frames of the long sessions (memory, plain, direct, storage); default 100000, --quick 1000")
-    parser.add_argument("--proxy-frames", type=int, default=None, help="frames per proxied burst run; default min(frames, 3000)")
+    parser.add_argument("--proxy-frames", type=int, default=None, help="frames per proxied burst run; default min(frames, 2000)")
     parser.add_argument("--round-trips", type=int, default=None, help="round trips per proxied run; default min(frames, 500)")
     parser.add_argument("--repeats", type=int, default=None, help="runs per measurement (median); default 5, --quick 3")
+    parser.add_argument(
+        "--proxy-repeats", type=int, default=None, help="proxied burst runs per proxy (median); default 9, --quick 3"
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
     parser.add_argument("--no-vcrpy", action="store_true", help="skip the vcrpy rows")
     parser.add_argument("--output", type=Path, default=None, help="JSON file (default bench/results/bench-<time>-py<ver>.json)")
     args = parser.parse_args(argv)
-    if args.repeats is not None and args.repeats < 1:
-        parser.error("--repeats must be at least 1")
+    for name in ("repeats", "proxy_repeats"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
     return args
 
 
 def make_params(args: argparse.Namespace) -> Params:
     quick = args.quick
     frames = args.frames or (1000 if quick else 100_000)
-    proxy_frames = args.proxy_frames or min(frames, 200 if quick else 3000)
+    proxy_frames = args.proxy_frames or min(frames, 200 if quick else 2000)
     round_trips = args.round_trips or min(frames, 50 if quick else 500)
     return Params(
         frames=frames,
@@ -719,6 +727,7 @@ def make_params(args: argparse.Namespace) -> Params:
         plain_round_trips=min(frames, round_trips * 5),
         warmup_frames=min(50 if quick else 200, frames),
         repeats=args.repeats or (3 if quick else 5),
+        proxy_repeats=args.proxy_repeats or args.repeats or (3 if quick else 9),
         http_sizes=(100, 1000) if quick else (100, 1000, 10_000),
         one_path_sizes=(50, 100) if quick else (100, 400),
         vcrpy_sizes=() if args.no_vcrpy else ((1000,) if quick else (100, 1000)),
@@ -758,9 +767,11 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"wsreplay benchmark — Python {env['python']}, mitmproxy {env['mitmproxy']}, websockets {env['websockets']}, "
           f"{env['cpus']} CPUs, load avg at start {env['loadavg_at_start'][0]:.1f}, {duration:.0f} s")
-    print(f"frames: long sessions {params.frames:,}, proxied bursts {params.proxy_frames:,}, proxied round trips "
-          f"{params.round_trips:,}, repeats {params.repeats} (medians; alternated runs: median of per-repeat ratios); "
+    print(f"frames: long sessions {params.frames:,}, proxied bursts {params.proxy_frames:,} x {params.proxy_repeats}, "
+          f"proxied round trips {params.round_trips:,} x {params.repeats}, other repeats {params.repeats}; "
           "proxies in their own processes")
+    print("values are medians; ratio* = median of per-repeat ratios of runs alternated in time (can differ from "
+          "value/baseline when runs are noisy)")
     print()
     print_table(figures)
     notes = [f for f in figures if f.note]

@@ -324,7 +324,15 @@ def record(
     if hosts:
         wsreplay_options["allow_hosts"] = list(hosts)
     settings = proxy_settings(
-        mode_spec, listen, confdir, set_options, scripts, wsreplay_options, ssl_insecure=insecure, upstream_ca=upstream_ca
+        mode_spec,
+        listen,
+        confdir,
+        set_options,
+        scripts,
+        wsreplay_options,
+        connection_strategy="lazy",
+        ssl_insecure=insecure,
+        upstream_ca=upstream_ca,
     )
     recorder = Recorder()
     show_live_log()
@@ -702,3 +710,26 @@ def env(proxy_address: tuple[str, int], confdir: Path | None, shell: bool) -> No
     bundle = write_ca_bundle(ensure_ca(str(confdir) if confdir else None))
     for name, value in proxy_environment(f"http://{host}:{port}", bundle).items():
         click.echo(f"export {name}={shlex.quote(value)}" if shell else f"{name}={value}")
+
+
+def entry_point() -> NoReturn:
+    """The ``wsreplay`` console command.
+
+    Ends the process with ``os._exit`` once the command is done and its output flushed:
+    mitmproxy_rs's threads can crash the interpreter while it finalizes (SIGSEGV,
+    mitmproxy issue 7409), which would turn a finished recording into a failed exit.
+    """
+    try:
+        main(standalone_mode=True)
+        code: object = 0
+    except SystemExit as exit_request:
+        code = exit_request.code
+    if isinstance(code, str):
+        click.echo(code, err=True)
+    status = code if isinstance(code, int) else (0 if code is None else 1)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(status)

@@ -72,6 +72,9 @@ class ProxySettings:
             "connection_strategy": self.connection_strategy,
             "ssl_insecure": self.ssl_insecure,
             "ssl_verify_upstream_trusted_ca": self.upstream_ca,
+            # No QUIC listener: wsreplay records HTTP/1-2 and WebSockets, and mitmproxy_rs's
+            # UDP threads can crash the interpreter at exit (mitmproxy issue 7409).
+            "http3": False,
         }
         if self.confdir is not None:
             opts["confdir"] = self.confdir

@@ -25,6 +25,7 @@ from typing import Final
 from aiohttp import WSMsgType, web
 from multidict import CIMultiDict
 
+from proxy.cassette import MAX_RECORD_BYTES
 from proxy.replay import Abort, Accepted, Action, Answer, Close, ConnectionPlayer, Log, ReplaySession, Send, Unmatched
 from proxy.records import HttpRequest, HttpResponse
 
@@ -138,7 +139,7 @@ class ReplayServer:
         ws = web.WebSocketResponse(
             protocols=(accepted.subprotocol,) if accepted.subprotocol else (),
             compress=accepted.deflate,
-            max_msg_size=0,
+            max_msg_size=MAX_RECORD_BYTES,
             timeout=CLOSE_TIMEOUT,
         )
         await ws.prepare(request)
