@@ -9,22 +9,22 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
-from urllib.parse import urlsplit
 
 import click
 
 import proxy
 from proxy.cassette import CassetteError, open_cassette
+from proxy.timeline import record_as_dict, timeline_line
+from proxy.upstream import reverse_mode
 
 if TYPE_CHECKING:
     from proxy.cassette import Cassette
     from proxy.mitm import ProxyHost, ProxySettings
     from proxy.redaction import RedactionRules
     from proxy.replay import ReplayReport
-from proxy.timeline import record_as_dict, timeline_line
 
 EXIT_BAD_INPUT = 2
 EXIT_COMMAND_NOT_RUN = 127
@@ -46,14 +46,10 @@ def parse_listen(_ctx: click.Context | None, _param: click.Parameter | None, val
 
 def reverse_mode_spec(upstream: str) -> str:
     """mitmproxy's reverse mode for an upstream URL; ws and wss map to http and https."""
-    parts = urlsplit(upstream)
-    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
-    if scheme not in ("http", "https") or not parts.hostname:
-        raise click.BadParameter(
-            f"{upstream!r} is not an http://, https://, ws:// or wss:// URL with a host", param_hint="--upstream"
-        )
-    netloc = parts.netloc.rpartition("@")[2]
-    return f"reverse:{scheme}://{netloc}"
+    try:
+        return reverse_mode(upstream)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--upstream") from None
 
 
 class _EchoHandler(logging.Handler):

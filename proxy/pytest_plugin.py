@@ -189,13 +189,12 @@ def _free_port() -> int:
 
 
 def _split_upstream(url: str) -> tuple[str, str, int]:
-    from urllib.parse import urlsplit
+    from proxy.upstream import parse_upstream
 
-    parts = urlsplit(url)
-    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
-    if scheme not in ("http", "https") or not parts.hostname:
-        raise pytest.UsageError(f"--wsreplay-upstream {url!r} is not an http(s):// or ws(s):// URL")
-    return scheme, parts.hostname, parts.port or (443 if scheme == "https" else 80)
+    try:
+        return parse_upstream(url)
+    except ValueError as exc:
+        raise pytest.UsageError(f"wsreplay upstream: {exc}") from None
 
 
 # --- pytest hooks -------------------------------------------------------------------

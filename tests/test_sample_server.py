@@ -27,7 +27,6 @@ from proxy.jwt import (
     verify_hs256,
 )
 from proxy.sample_server import (
-    AGENT_EVENT_TYPES,
     DEFAULT_BYPASS_KEY,
     SampleServer,
     SampleServerConfig,

@@ -10,7 +10,6 @@ with --wsreplay-mode all. The cassettes land in cassettes/test_staging_example/.
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
