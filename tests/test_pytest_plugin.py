@@ -12,7 +12,11 @@ import sys
 import textwrap
 from pathlib import Path
 
+from proxy.cassette import load_cassette
+from proxy.records import WebSocketOpen
+from proxy.sample_server import SampleServerConfig, start_sample_server
 from tests.support.scenario import staging_upstream
+from tests.support.tls import make_private_ca
 
 EXAMPLE_SUITE = Path(__file__).parent / "example_suite"
 TIMEOUT = 180
@@ -137,3 +141,28 @@ async def test_new_episodes_records_only_what_is_missing(tmp_path: Path) -> None
     assert reached == ["/auth/e2e/test-auth", "/second"]
     offline = await asyncio.to_thread(run_pytest, tmp_path)
     assert offline.returncode == 0, offline.stdout
+
+
+async def test_the_example_suite_records_and_replays_hard_coded_staging_urls(tmp_path: Path) -> None:
+    """Both directions for every client of the example suite, the wss://api.staging... one included."""
+    host = "api.staging.wsreplay.test"
+    ca = make_private_ca(tmp_path)
+    cassettes = tmp_path / "cassettes"
+    suite = ["-c", str(EXAMPLE_SUITE / "pytest.ini"), "-o", f"wsreplay_cassette_dir={cassettes}"]
+    server = await start_sample_server(config=SampleServerConfig(), ssl_context=ca.server_ssl_context([host]))
+    try:
+        recorded = await asyncio.to_thread(
+            run_pytest, EXAMPLE_SUITE, *suite, "--wsreplay-mode", "all",
+            "--wsreplay-upstream", f"https://127.0.0.1:{server.port}",
+            "--wsreplay-upstream-ca", str(ca.ca_cert_path),
+            "--wsreplay-resolve", f"{host}=127.0.0.1:{server.port}",
+        )
+    finally:
+        await server.close()
+    assert recorded.returncode == 0, recorded.stdout + recorded.stderr
+    hard_coded = cassettes / "test_staging_example" / "test_hard_coded_staging_url_through_the_proxy.cassette"
+    opened = [r for r in load_cassette(hard_coded).records if isinstance(r, WebSocketOpen)]
+    assert [(o.request.scheme, o.request.host) for o in opened] == [("https", host)]
+    replayed = await asyncio.to_thread(run_pytest, EXAMPLE_SUITE, *suite)
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    assert "6 passed" in replayed.stdout
