@@ -364,9 +364,29 @@ class Redactor:
         self._jwts: dict[str, str] = {}
         self._counts: Counter[tuple[str, str]] = Counter()
         self._known: re.Pattern[str] | None = None
+        markers = [re.escape(word.lower().encode()) for word in sorted(self.rules.secret_words)]
+        self._suspicious = re.compile(b"|".join([*markers, rb"\\u", b"eyj", b"zxlk"]))
+        """Matched on the lowered raw payload: secret words, \\u escapes, JWT beginnings."""
+        self._known_stale = True
 
     def __call__(self, record: Record) -> Record:
+        if isinstance(record, WebSocketFrame) and not self._might_hold_secret(record.payload):
+            return record
         return map_record(record, self.rules, self)
+
+    def _might_hold_secret(self, payload: bytes) -> bool:
+        """A cheap, exact pre-check on the raw frame (the recorder's hot path).
+
+        Walking a payload changes something only where a field is named like a secret,
+        a JWT appears, or a secret seen before recurs; when the raw bytes hold none of
+        those (and no \\u escape could hide a name), the walk would return it unchanged.
+        """
+        if self.rules.fields:
+            return True
+        if self._suspicious.search(payload.lower()):
+            return True
+        known = self._known_pattern()
+        return known is not None and known.search(payload.decode("utf-8", "surrogateescape")) is not None
 
     def learn(self, records: Iterable[Record]) -> None:
         """Learn the secrets in `records` without counting them, so that a later pass
@@ -382,7 +402,7 @@ class Redactor:
             return self.text(value, where)
         if value not in self._secrets:
             self._secrets[value] = f"<redacted:secret-{len(self._secrets) + 1}>"
-            self._known = None
+            self._known_stale = True
         self._counts["secret", where] += 1
         return self._secrets[value]
 
@@ -407,11 +427,10 @@ class Redactor:
         return self._secrets[value]
 
     def _known_pattern(self) -> re.Pattern[str] | None:
-        if self._known is None:
+        if self._known_stale:
             long_enough = sorted((s for s in self._secrets if len(s) >= MIN_KNOWN_SECRET), key=len, reverse=True)
-            if not long_enough:
-                return None
-            self._known = re.compile("|".join(map(re.escape, long_enough)))
+            self._known = re.compile("|".join(map(re.escape, long_enough))) if long_enough else None
+            self._known_stale = False
         return self._known
 
     def redaction_summary(self) -> list[dict[str, Any]]:
