@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Sequence
 
@@ -34,6 +35,7 @@ from proxy.records import (
 log = logging.getLogger("wsreplay.record")
 
 PROGRESS_EVERY_SECONDS = 1.0
+HOST_WANTED = "wsreplay_host_recorded"
 
 
 class Recorder:
@@ -110,8 +112,17 @@ class Recorder:
         return Redactor(rules)
 
     def _recording_for(self, flow: http.HTTPFlow) -> Recording | None:
-        """The recording this flow goes into: none for flows the replay answered."""
-        return None if is_replayed(flow) else self.recording
+        """The recording this flow goes into: none for flows the replay answered, nor for
+        hosts outside mitmproxy's ``allow_hosts`` (wsreplay's ``--hosts``)."""
+        if self.recording is None or is_replayed(flow):
+            return None
+        wanted = flow.metadata.get(HOST_WANTED)
+        if wanted is None:
+            address = f"{flow.request.pretty_host}:{flow.request.port}"
+            wanted = flow.metadata[HOST_WANTED] = not ctx.options.allow_hosts or any(
+                re.search(pattern, address, re.IGNORECASE) for pattern in ctx.options.allow_hosts
+            )
+        return self.recording if wanted else None
 
     def response(self, flow: http.HTTPFlow) -> None:
         recording = self._recording_for(flow)

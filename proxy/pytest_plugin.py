@@ -31,7 +31,8 @@ RECORD_MODES = ("none", "once", "new_episodes", "all")
 CASSETTE_SUFFIX = ".cassette"
 UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_.\-\[\]]+")
 PLACEHOLDER_UPSTREAM = "http://wsreplay.invalid"
-STASH_KEY = pytest.StashKey["TestCassette"]()
+START_ATTEMPTS = 3
+STASH_KEY = pytest.StashKey["ActiveCassette"]()
 
 
 class WsreplayUnusedInteractions(UserWarning):
@@ -82,7 +83,7 @@ class Wsreplay:
 
 
 @dataclass
-class TestCassette:
+class ActiveCassette:
     path: Path
     record_mode: str
     replaying: bool
@@ -109,23 +110,30 @@ class SessionProxy:
         from addons.recorder import Recorder
         from addons.replayer import Replayer
         from addons.resolver import Resolver
-        from proxy.mitm import ProxyHost, ProxySettings
+        from proxy.mitm import ProxyHost, ProxySettings, ProxyStartError
         from proxy.trust import proxy_environment, write_ca_bundle
 
-        self.recorder, self.replayer = Recorder(), Replayer()
-        regular_port = _free_port()
-        options: dict[str, Any] = {
-            "mode": [f"reverse:{PLACEHOLDER_UPSTREAM}", f"regular@{regular_port}"],
-            "wsreplay_resolve": list(self.config.getoption("wsreplay_resolve") or []),
-        }
-        settings = ProxySettings(
-            mode=f"reverse:{PLACEHOLDER_UPSTREAM}",
-            connection_strategy="lazy",
-            upstream_ca=self.config.getoption("wsreplay_upstream_ca"),
-            extra_options=options,
-        )
-        host = ProxyHost(settings, [self.replayer, self.router, self.recorder, Resolver()])
-        host.start_in_thread()
+        for attempt in range(START_ATTEMPTS):
+            self.recorder, self.replayer = Recorder(), Replayer()
+            options: dict[str, Any] = {
+                # Two listeners: mitmproxy cannot put both on port 0, so the explicit proxy
+                # takes a port found free just before (tried again if it is taken meanwhile).
+                "mode": [f"reverse:{PLACEHOLDER_UPSTREAM}", f"regular@{_free_port()}"],
+                "wsreplay_resolve": list(self.config.getoption("wsreplay_resolve") or []),
+            }
+            settings = ProxySettings(
+                mode=f"reverse:{PLACEHOLDER_UPSTREAM}",
+                connection_strategy="lazy",
+                upstream_ca=self.config.getoption("wsreplay_upstream_ca"),
+                extra_options=options,
+            )
+            host = ProxyHost(settings, [self.replayer, self.router, self.recorder, Resolver()])
+            try:
+                host.start_in_thread()
+                break
+            except ProxyStartError as exc:
+                if attempt == START_ATTEMPTS - 1:
+                    pytest.fail(f"wsreplay: the proxy could not start: {exc}", pytrace=False)
         self.host = host
         servers = host.master.addons.get("proxyserver").servers
         for server in servers:
@@ -142,7 +150,7 @@ class SessionProxy:
             self.host.stop_thread()
             self.host = None
 
-    def begin(self, test: TestCassette, upstream: str | None, speed: str) -> None:
+    def begin(self, test: ActiveCassette, upstream: str | None, speed: str) -> None:
         """Point the proxy at this test's cassette."""
         from mitmproxy import exceptions
 
@@ -291,7 +299,7 @@ def _wsreplay_marker(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyP
         _deactivate(request.node)
 
 
-def _activate(item: pytest.Item, marker: pytest.Mark | None) -> TestCassette:
+def _activate(item: pytest.Item, marker: pytest.Mark | None) -> ActiveCassette:
     path, mode, upstream = _plan(item, marker)
     exists = path.exists()
     if mode == "none" and not exists:
@@ -312,7 +320,7 @@ def _activate(item: pytest.Item, marker: pytest.Mark | None) -> TestCassette:
         cassette=path,
         recording=recording,
     )
-    test = TestCassette(path, mode, replaying, recording, fixture)
+    test = ActiveCassette(path, mode, replaying, recording, fixture)
     item.stash[STASH_KEY] = test
     speed = item.config.getoption("wsreplay_speed") or item.config.getini("wsreplay_speed")
     session_proxy.begin(test, upstream, speed)

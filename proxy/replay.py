@@ -535,6 +535,8 @@ class ReplaySession:
         self._journal = _Journal()
         self._context = _Context(self.options, self._ignore, self._journal)
         self._http: dict[tuple[str, str], list[_HttpSequence]] = {}
+        self._exact_http: dict[tuple[str, str, str, bytes], _HttpSequence] = {}
+        """Sequences by their request exactly as recorded: the fast path before fuzzy matching."""
         self._upgrades: dict[str, list[_RecordedUpgrade]] = {}
         self._index(cassette.records)
 
@@ -586,13 +588,22 @@ class ReplaySession:
         return Respond(exchange.response, self.options.scaled(exchange.duration))
 
     def _add_exchange(self, exchange: HttpExchange, answer: Respond | Fail) -> None:
+        exact = self._exact_http.get(_exact_key(exchange.request))
+        if exact is not None and not match_request(
+            exact.request, exchange.request, self.options.http_matchers, self._ignore
+        ):
+            exact.exchanges.append(exchange)
+            exact.answers.append(answer)
+            return
         bucket = self._http.setdefault(_http_key(exchange.request), [])
         for sequence in bucket:
             if not match_request(sequence.request, exchange.request, self.options.http_matchers, self._ignore):
                 sequence.exchanges.append(exchange)
                 sequence.answers.append(answer)
                 return
-        bucket.append(_HttpSequence(exchange.request, [exchange], [answer]))
+        sequence = _HttpSequence(exchange.request, [exchange], [answer])
+        bucket.append(sequence)
+        self._exact_http[_exact_key(exchange.request)] = sequence
 
     def _recorded_connection(self, open_record: WebSocketOpen, records: list[Record]) -> _RecordedUpgrade:
         return _RecordedUpgrade(open_record, _compile_script(open_record, records, self.options))
@@ -601,17 +612,23 @@ class ReplaySession:
 
     def answer_http(self, request: HttpRequest) -> HttpAnswer:
         """The recorded answer for a plain HTTP request; repeated requests get successive answers."""
+        exact = self._exact_http.get(_exact_key(request))
+        if exact is not None and not match_request(exact.request, request, self.options.http_matchers, self._ignore):
+            return self._serve(exact)
         bucket = self._http.get(_http_key(request), ())
         for ignore in (self._ignore, self._loose) if bucket else ():
             for sequence in bucket:
                 if not match_request(sequence.request, request, self.options.http_matchers, ignore):
                     self._note_loose(ignore, sequence.request, request, self.options.http_matchers)
-                    answer = sequence.next_answer()
-                    self._journal.http_served += 1
-                    self._journal.failures_replayed += isinstance(answer, Fail)
-                    return answer
+                    return self._serve(sequence)
         candidates = (sequence.request for bucket in self._http.values() for sequence in bucket)
         return self._unmatched("HTTP request", request, candidates, self.options.http_matchers)
+
+    def _serve(self, sequence: _HttpSequence) -> Respond | Fail:
+        answer = sequence.next_answer()
+        self._journal.http_served += 1
+        self._journal.failures_replayed += isinstance(answer, Fail)
+        return answer
 
     def open_websocket(self, request: HttpRequest) -> UpgradeAnswer:
         """The first unused recorded upgrade matching `request` (the last match repeats once all are used)."""
@@ -685,6 +702,10 @@ class ReplaySession:
 
 def _http_key(request: HttpRequest) -> tuple[str, str]:
     return request.method.upper(), shape(request.path)
+
+
+def _exact_key(request: HttpRequest) -> tuple[str, str, str, bytes]:
+    return request.method.upper(), request.path, request.query, request.body
 
 
 def select_subprotocol(recorded: WebSocketOpen, live: HttpRequest) -> str | None:
