@@ -7,10 +7,9 @@ import base64
 import gzip
 import io
 import json
+import re
 import signal
-import socket
 import sys
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -418,26 +417,17 @@ def test_detect_format() -> None:
 # --- a flow file written by a real mitmdump -------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+LISTENING = re.compile(rb"listening at \S*?:(\d+)")
 
 
-async def wait_until_listening(port: int, process: asyncio.subprocess.Process) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline:
-        if process.returncode is not None:
-            raise AssertionError(f"mitmdump exited with {process.returncode} before listening")
-        try:
-            _reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 1.0)
-        except OSError:
-            await asyncio.sleep(0.05)
-            continue
-        writer.close()
-        await writer.wait_closed()
-        return
-    raise AssertionError(f"mitmdump did not listen on port {port} within {TIMEOUT}s")
+async def listening_port(process: asyncio.subprocess.Process) -> int:
+    """The port mitmdump reports it listens on (it prints the line once it is bound)."""
+    assert process.stdout is not None
+    async with asyncio.timeout(TIMEOUT):
+        while line := await process.stdout.readline():
+            if found := LISTENING.search(line):
+                return int(found[1])
+    raise AssertionError(f"mitmdump exited with {await process.wait()} before listening")
 
 
 def chat_upstream() -> ScriptedUpstream:
@@ -484,7 +474,6 @@ async def test_import_flow_file_written_by_mitmdump(tmp_path: Path) -> None:
     flow_file = tmp_path / "session.flows"
     mitmdump = Path(sys.executable).with_name("mitmdump")
     async with chat_upstream() as upstream:
-        port = free_port()
         process = await asyncio.create_subprocess_exec(
             str(mitmdump),
             "--mode",
@@ -492,17 +481,18 @@ async def test_import_flow_file_written_by_mitmdump(tmp_path: Path) -> None:
             "--listen-host",
             "127.0.0.1",
             "--listen-port",
-            str(port),
+            "0",
             "-w",
             str(flow_file),
             "--set",
             f"confdir={tmp_path / 'mitmproxy'}",
-            "-q",
-            stdout=asyncio.subprocess.DEVNULL,
+            "--set",
+            "flow_detail=0",
+            stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
         try:
-            await wait_until_listening(port, process)
+            port = await listening_port(process)
             await drive_session(port)
         finally:
             if process.returncode is None:
