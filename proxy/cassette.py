@@ -444,15 +444,17 @@ class CassetteWriter:
         if self._fd is None:
             raise CassetteError(f"cassette {self.path} is already closed")
         data = self._packer.pack(value)
-        if len(data) > MAX_RECORD_BYTES:
+        size = len(data)
+        if size > MAX_RECORD_BYTES:
             raise CassetteError(
-                f"a record of {len(data)} bytes exceeds the cassette limit of {MAX_RECORD_BYTES} bytes; not written"
+                f"a record of {size} bytes exceeds the cassette limit of {MAX_RECORD_BYTES} bytes; not written"
             )
-        view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
-        self.bytes_written += len(data)
+        written = os.write(self._fd, data)
+        if written < size:
+            view = memoryview(data)[written:]
+            while view:
+                view = view[os.write(self._fd, view) :]
+        self.bytes_written += size
 
     def write(self, record: Record) -> None:
         self._write(encode_record(record))
