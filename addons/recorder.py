@@ -44,7 +44,8 @@ class Recorder:
     def __init__(self) -> None:
         self.redactor: Redactor | None = None
         self.recording: Recording | None = None
-        self._progress_at: dict[str, float] = {}
+        self._progress: dict[str, tuple[int, float]] = {}
+        """Per live WebSocket flow: frames recorded so far, when that was last reported."""
 
     def load(self, loader) -> None:
         loader.add_option("wsreplay_output", str, "", "Cassette file to record into.")
@@ -188,14 +189,24 @@ class Recorder:
         recording.add(WebSocketClose(record_id, ended, websocket.close_code, websocket.close_reason or "", closed_by))
         websocket.messages.clear()
         recording.forget(flow.id)
-        self._progress_at.pop(flow.id, None)
-        log.info("ws #%d closed %s %r by %s", record_id, websocket.close_code, websocket.close_reason or "", closed_by)
+        frames, _ = self._progress.pop(flow.id, (0, 0.0))
+        log.info(
+            "ws #%d closed %s %r by %s after %d frames",
+            record_id,
+            websocket.close_code,
+            websocket.close_reason or "",
+            closed_by,
+            frames,
+        )
 
     def _report_progress(self, flow_id: str, record_id: int) -> None:
+        frames, reported_at = self._progress.get(flow_id, (0, 0.0))
+        frames += 1
         now = time.monotonic()
-        if now - self._progress_at.get(flow_id, 0.0) >= PROGRESS_EVERY_SECONDS:
-            self._progress_at[flow_id] = now
-            log.info("ws #%d: %d frames recorded in all", record_id, self.recording.stats.frames)
+        if now - reported_at >= PROGRESS_EVERY_SECONDS:
+            reported_at = now
+            log.info("ws #%d: %d frames so far", record_id, frames)
+        self._progress[flow_id] = (frames, reported_at)
 
     def finish(self) -> None:
         """Close the cassette (idempotent) and log the summary."""

@@ -56,6 +56,9 @@ async def test_record_staging_scenario_with_three_client_libraries(tmp_path: Pat
             status = await asyncio.to_thread(recorder.stop)
     assert status == 0, recorder.output
     assert "6 HTTP exchanges, 9 WebSocket connections (3 refused)" in recorder.output
+    assert "POST /auth/e2e/test-auth -> 401" in recorder.output
+    assert "/ws refused 403" in recorder.output
+    assert "closed 1008 'Authentication failed' by server after 1 frames" in recorder.output
 
     for transcript in transcripts:
         assert ("http", "POST /auth/e2e/test-auth", 401, b'{"detail": "Invalid E2E bypass key"}') in transcript
