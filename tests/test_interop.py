@@ -22,7 +22,12 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from proxy.cassette import Cassette, load_cassette
 from proxy.har import cassette_as_json, cassette_to_har, har_to_cassette
-from proxy.importers import CassetteImportError, detect_format, import_file, write_imported
+from proxy.importers import (
+    CassetteImportError,
+    detect_format,
+    import_file,
+    write_imported,
+)
 from proxy.records import (
     Annotation,
     CassetteHeader,
@@ -36,8 +41,8 @@ from proxy.records import (
     WebSocketOpen,
 )
 from proxy.timeline import record_as_dict
+from tests.support.chat_records import auth_exchange, chat_session, text_frame, upgrade
 from tests.support.staging_upstream import ScriptedUpstream, WsScript, require_header
-from tests.test_compare import auth_exchange, chat_session, text_frame, upgrade
 
 TIMEOUT = 20.0
 CREATED = 1757266800.123457

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import uuid
 from collections.abc import Sequence
 
 import pytest
@@ -14,15 +13,11 @@ from proxy.cassette import Cassette
 from proxy.jwt import mint_access_token
 from proxy.matchers import DEFAULT_HTTP_MATCHERS, Difference, Ignore
 from proxy.records import (
-    CassetteHeader,
     ConnectionFailure,
-    Headers,
     HttpExchange,
     HttpRequest,
-    HttpResponse,
     Record,
     WebSocketClose,
-    WebSocketFrame,
     WebSocketOpen,
 )
 from proxy.replay import (
@@ -41,45 +36,17 @@ from proxy.replay import (
     Unmatched,
     parse_speed,
 )
-
-HEADER = CassetteHeader(created=1_757_292_800.0, wsreplay_version="test")
-AUTH_FAILED = (
-    b'{"type":"error_message","error_code":"AUTH_REQUIRED","error_message":"Authentication failed",'
-    b'"timestamp":1757292881.27}'
+from tests.support.replay_records import (
+    AUTH_FAILED,
+    HEADER,
+    accepted_open,
+    client,
+    conversations_for,
+    http_request,
+    json_response,
+    server,
+    upgrade_request,
 )
-
-
-def http_request(
-    path: str = "/health", method: str = "GET", body: bytes = b"", headers: Headers = (), query: str = ""
-) -> HttpRequest:
-    return HttpRequest(method, "https", "api.staging.example", 443, path, query, headers=headers, body=body)
-
-
-def upgrade_request(path: str = "/ws", subprotocols: Sequence[str] = (), query: str = "") -> HttpRequest:
-    headers: Headers = (("Upgrade", "websocket"), ("Connection", "Upgrade"))
-    if subprotocols:
-        headers += (("Sec-WebSocket-Protocol", ", ".join(subprotocols)),)
-    return http_request(path, headers=headers, query=query)
-
-
-def json_response(status: int, document: object) -> HttpResponse:
-    return HttpResponse(status, headers=(("Content-Type", "application/json"),), body=json.dumps(document).encode())
-
-
-def accepted_open(
-    record_id: int, time: float = 0.0, request: HttpRequest | None = None, **headers: str
-) -> WebSocketOpen:
-    response_headers = tuple((name.replace("_", "-"), value) for name, value in headers.items())
-    return WebSocketOpen(record_id, time, request or upgrade_request(), HttpResponse(101, headers=response_headers))
-
-
-def server(record_id: int, time: float, payload: object, *, text: bool = True) -> WebSocketFrame:
-    data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    return WebSocketFrame(record_id, time, False, text, data)
-
-
-def client(record_id: int, time: float, payload: object) -> WebSocketFrame:
-    return WebSocketFrame(record_id, time, True, True, json.dumps(payload).encode())
 
 
 def session(records: Sequence[Record], **options: object) -> ReplaySession:
@@ -437,15 +404,6 @@ def test_seven_concurrent_connections_each_get_their_own_conversation() -> None:
     assert report.websockets_accepted == 7 and report.mismatch_count == 0 and report.unused_connections == ()
 
 
-def conversations_for(owners: Sequence[str], greeting: object = None) -> list[Record]:
-    """Alike conversations (the greeting differs in volatile values only), one per owner."""
-    records: list[Record] = []
-    for n, owner in enumerate(owners, 1):
-        hello = greeting if greeting is not None else {"type": "connected", "connection_id": str(uuid.uuid4())}
-        records += [accepted_open(n, n * 0.01), server(n, n * 0.01 + 0.001, hello)]
-    for n, owner in enumerate(owners, 1):
-        records += [client(n, 1.0 + n, {"content": owner}), server(n, 1.1 + n, {"for": owner})]
-    return records
 
 
 def test_a_client_frame_leads_to_the_sibling_conversation_it_was_recorded_in() -> None:

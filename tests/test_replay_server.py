@@ -22,11 +22,16 @@ from addons.replayer import Replayer
 from proxy.cassette import Cassette, write_cassette
 from proxy.jwt import mint_access_token
 from proxy.mitm import ProxyHost, ProxySettings
-from proxy.records import HttpExchange, HttpResponse, Record, WebSocketClose, WebSocketOpen
+from proxy.records import (
+    HttpExchange,
+    HttpResponse,
+    Record,
+    WebSocketClose,
+    WebSocketOpen,
+)
 from proxy.replay import Accepted, ReplayOptions, ReplaySession
 from proxy.replay_server import CONNECTION_HEADER, ReplayServer
-from tests.support.timing import TIMING_TOLERANCE, loop_lag
-from tests.test_replay_engine import (
+from tests.support.replay_records import (
     AUTH_FAILED,
     HEADER,
     accepted_open,
@@ -37,6 +42,7 @@ from tests.test_replay_engine import (
     server,
     upgrade_request,
 )
+from tests.support.timing import TIMING_TOLERANCE, loop_lag
 
 TIMEOUT = 10.0
 MAX_FRAMES = 100

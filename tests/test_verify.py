@@ -13,7 +13,7 @@ from proxy.verify import (
     parse_expectation,
     verify_records,
 )
-from tests.test_compare import (
+from tests.support.chat_records import (
     AGENT_EVENTS,
     REGRESSED_EVENTS,
     agent_frame,

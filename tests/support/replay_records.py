@@ -1,0 +1,69 @@
+"""Cassette records built in memory for the replay engine and replay server tests."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+
+from proxy.records import (
+    CassetteHeader,
+    Headers,
+    HttpRequest,
+    HttpResponse,
+    Record,
+    WebSocketFrame,
+    WebSocketOpen,
+)
+
+HEADER = CassetteHeader(created=1_757_292_800.0, wsreplay_version="test")
+
+
+AUTH_FAILED = (
+    b'{"type":"error_message","error_code":"AUTH_REQUIRED","error_message":"Authentication failed",'
+    b'"timestamp":1757292881.27}'
+)
+
+
+def http_request(
+    path: str = "/health", method: str = "GET", body: bytes = b"", headers: Headers = (), query: str = ""
+) -> HttpRequest:
+    return HttpRequest(method, "https", "api.staging.example", 443, path, query, headers=headers, body=body)
+
+
+def upgrade_request(path: str = "/ws", subprotocols: Sequence[str] = (), query: str = "") -> HttpRequest:
+    headers: Headers = (("Upgrade", "websocket"), ("Connection", "Upgrade"))
+    if subprotocols:
+        headers += (("Sec-WebSocket-Protocol", ", ".join(subprotocols)),)
+    return http_request(path, headers=headers, query=query)
+
+
+def json_response(status: int, document: object) -> HttpResponse:
+    return HttpResponse(status, headers=(("Content-Type", "application/json"),), body=json.dumps(document).encode())
+
+
+def accepted_open(
+    record_id: int, time: float = 0.0, request: HttpRequest | None = None, **headers: str
+) -> WebSocketOpen:
+    response_headers = tuple((name.replace("_", "-"), value) for name, value in headers.items())
+    return WebSocketOpen(record_id, time, request or upgrade_request(), HttpResponse(101, headers=response_headers))
+
+
+def server(record_id: int, time: float, payload: object, *, text: bool = True) -> WebSocketFrame:
+    data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return WebSocketFrame(record_id, time, False, text, data)
+
+
+def client(record_id: int, time: float, payload: object) -> WebSocketFrame:
+    return WebSocketFrame(record_id, time, True, True, json.dumps(payload).encode())
+
+
+def conversations_for(owners: Sequence[str], greeting: object = None) -> list[Record]:
+    """Alike conversations (the greeting differs in volatile values only), one per owner."""
+    records: list[Record] = []
+    for n, owner in enumerate(owners, 1):
+        hello = greeting if greeting is not None else {"type": "connected", "connection_id": str(uuid.uuid4())}
+        records += [accepted_open(n, n * 0.01), server(n, n * 0.01 + 0.001, hello)]
+    for n, owner in enumerate(owners, 1):
+        records += [client(n, 1.0 + n, {"content": owner}), server(n, 1.1 + n, {"for": owner})]
+    return records
