@@ -516,8 +516,10 @@ def replay(
     loaded = _load(cassette)
     show_live_log()
     if direct:
-        if mode == "regular" or command or set_options or scripts:
-            raise click.UsageError("--direct serves clients that connect straight to it: no regular mode, command, --set or -s")
+        if mode == "regular" or command or set_options or scripts or hosts:
+            raise click.UsageError(
+                "--direct serves clients that connect straight to it: no regular mode, command, --hosts, --set or -s"
+            )
         report = asyncio.run(_replay_direct(loaded, listen, speed, on_mismatch, ignore))
         click.echo(report.format(), err=True)
         status = 0
@@ -577,13 +579,21 @@ async def _replay_direct(
 @click.option("--confdir", type=click.Path(file_okay=False, path_type=Path), help="mitmproxy's directory for its CA.")
 def demo(output: Path, confdir: Path | None) -> None:
     """Record a session from the bundled sample server, replay it offline, compare the two."""
+    import aiohttp
+
     from proxy.demo import record_demo, replay_demo
+    from proxy.mitm import ProxyStartError
 
     confdir_arg = str(confdir) if confdir else None
-    click.echo("== 1. recording a staging session from the sample server through the proxy", err=True)
-    live = asyncio.run(record_demo(output, confdir_arg))
-    click.echo(f"== 2. sample server stopped; replaying {output} offline", err=True)
-    replayed = asyncio.run(replay_demo(output, confdir_arg))
+    try:
+        click.echo("== 1. recording a staging session from the sample server through the proxy", err=True)
+        live = asyncio.run(record_demo(output, confdir_arg))
+        click.echo(f"== 2. sample server stopped; replaying {output} offline", err=True)
+        replayed = asyncio.run(replay_demo(output, confdir_arg))
+    except ProxyStartError as exc:
+        fail(str(exc))
+    except (OSError, aiohttp.ClientError, TimeoutError) as exc:
+        fail(f"the demo session failed: {exc or type(exc).__name__}", code=1)
     width = min(max(len(line) for line in live), (shutil.get_terminal_size((120, 24)).columns - 3) // 2)
 
     def cell(text: str) -> str:
@@ -703,7 +713,10 @@ def env(proxy_address: tuple[str, int], confdir: Path | None, shell: bool) -> No
     from proxy.trust import ensure_ca, proxy_environment, write_ca_bundle
 
     host, port = proxy_address
-    bundle = write_ca_bundle(ensure_ca(str(confdir) if confdir else None))
+    try:
+        bundle = write_ca_bundle(ensure_ca(str(confdir) if confdir else None))
+    except OSError as exc:
+        fail(f"cannot write the CA bundle in {exc.filename or confdir}: {exc.strerror}")
     for name, value in proxy_environment(f"http://{host}:{port}", bundle).items():
         click.echo(f"export {name}={shlex.quote(value)}" if shell else f"{name}={value}")
 

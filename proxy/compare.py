@@ -21,6 +21,7 @@ from proxy.records import (
     WebSocketClose,
     WebSocketFrame,
     WebSocketOpen,
+    is_utf8,
 )
 
 HEARTBEAT_EVENTS = frozenset({"ping", "pong", "heartbeat", "heartbeat_ack"})
@@ -419,15 +420,7 @@ def body_shape(body: bytes) -> dict[str, set[str]] | str:
     try:
         return json_shape(json.loads(body))
     except (ValueError, UnicodeDecodeError):
-        return "text" if _is_utf8(body) else "binary"
-
-
-def _is_utf8(data: bytes) -> bool:
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
+        return "text" if is_utf8(body) else "binary"
 
 
 def _shape_changes(where: str, what: str, a: bytes, b: bytes) -> list[Change]:

@@ -32,6 +32,8 @@ from mitmproxy.connection import Client
 from mitmproxy.proxy import mode_specs
 from mitmproxy.proxy.mode_servers import ServerInstance
 
+from proxy.upstream import HTTP_SCHEME_OF_WEBSOCKET
+
 logger = logging.getLogger(__name__)
 
 MITMPROXY_LOGGER = "mitmproxy"
@@ -83,10 +85,10 @@ class ProxySettings:
 
 def normalize_mode(mode: str) -> str:
     """Map `reverse:ws(s)://` to the `reverse:http(s)://` spec mitmproxy understands."""
-    for ws_scheme, http_scheme in (("ws://", "http://"), ("wss://", "https://")):
-        prefix = f"reverse:{ws_scheme}"
-        if mode.startswith(prefix):
-            return f"reverse:{http_scheme}{mode.removeprefix(prefix)}"
+    kind, colon, rest = mode.partition(":")
+    scheme, separator, address = rest.partition("://")
+    if kind == "reverse" and colon and separator and scheme in HTTP_SCHEME_OF_WEBSOCKET:
+        return f"reverse:{HTTP_SCHEME_OF_WEBSOCKET[scheme]}://{address}"
     return mode
 
 

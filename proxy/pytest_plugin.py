@@ -163,8 +163,10 @@ class SessionProxy:
             "wsreplay_overwrite": test.recording and not test.replaying,
         }
 
+        destination = _split_upstream(upstream) if test.recording and upstream else None
+
         def configure() -> None:
-            self.router.upstream = _split_upstream(upstream) if test.recording and upstream else None
+            self.router.upstream = destination
             self.host.master.options.update(**options)
 
         if test.recording:
@@ -202,7 +204,7 @@ def _split_upstream(url: str) -> tuple[str, str, int]:
     try:
         return parse_upstream(url)
     except ValueError as exc:
-        raise pytest.UsageError(f"wsreplay upstream: {exc}") from None
+        pytest.fail(f"wsreplay: the upstream {exc}; pass --wsreplay-upstream URL", pytrace=False)
 
 
 # --- pytest hooks -------------------------------------------------------------------

@@ -170,6 +170,15 @@ Record: TypeAlias = (
 )
 
 
+def is_utf8(data: bytes) -> bool:
+    """Whether a body or payload is text (valid UTF-8)."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def split_header_list(value: str | None) -> tuple[str, ...]:
     """Split a comma-separated header value such as Sec-WebSocket-Protocol."""
     if not value:

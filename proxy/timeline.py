@@ -16,6 +16,7 @@ from proxy.records import (
     WebSocketClose,
     WebSocketFrame,
     WebSocketOpen,
+    is_utf8,
     message_fields,
 )
 
@@ -39,17 +40,9 @@ def binary_preview(payload: bytes) -> str:
 def body_preview(body: bytes) -> str:
     if not body:
         return ""
-    if _is_text(body):
+    if is_utf8(body):
         return compact_text(body)
     return binary_preview(body)
-
-
-def _is_text(data: bytes) -> bool:
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
 
 
 def describe(record: Record) -> str:
@@ -96,7 +89,7 @@ def timeline_line(record: Record, width: int | None = None) -> str:
 
 
 def _body_json(body: bytes) -> dict[str, Any]:
-    if _is_text(body):
+    if is_utf8(body):
         return {"text": body.decode("utf-8")}
     return {"base64": base64.b64encode(body).decode("ascii")}
 

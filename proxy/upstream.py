@@ -5,6 +5,8 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
+HTTP_SCHEME_OF_WEBSOCKET = {"ws": "http", "wss": "https"}
+"""mitmproxy speaks WebSockets over http(s) upstreams; ws(s) URLs map to these."""
 
 
 def parse_upstream(url: str) -> tuple[str, str, int]:
@@ -13,7 +15,7 @@ def parse_upstream(url: str) -> tuple[str, str, int]:
     Raises ValueError with a sentence for the user if it is not such a URL.
     """
     parts = urlsplit(url)
-    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
+    scheme = HTTP_SCHEME_OF_WEBSOCKET.get(parts.scheme, parts.scheme)
     try:
         port = parts.port
     except ValueError:
