@@ -25,13 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, TypeVar
 
-from mitmproxy import exceptions, master, optmanager, options
+from mitmproxy import exceptions, master, options, optmanager
 from mitmproxy.addons import default_addons
 from mitmproxy.addons.proxyserver import Proxyserver
 from mitmproxy.connection import Client
 from mitmproxy.proxy import mode_specs
 from mitmproxy.proxy.mode_servers import ServerInstance
 
+from addons.lost_connections import LostConnections
 from proxy.upstream import HTTP_SCHEME_OF_WEBSOCKET
 
 logger = logging.getLogger(__name__)
@@ -162,7 +163,7 @@ class _StartupLog(logging.Handler):
 
 
 class ProxyHost:
-    """A mitmproxy Master with the default addons plus the given ones.
+    """A mitmproxy Master with the default addons, `LostConnections`, and the given ones.
 
     Use `start`/`stop` from a running event loop, or `start_in_thread`/`stop_thread`
     from sync code (the proxy then owns an event loop on a daemon thread, and every
@@ -310,6 +311,7 @@ class ProxyHost:
         self._tracker.tasks.clear()
         m.addons.add(self._tracker)
         m.addons.add(*default_addons())
+        m.addons.add(LostConnections())
         m.addons.add(*self.addons)
         m.addons.add(_Readiness())
         return m

@@ -402,20 +402,50 @@ async def test_1011_close_and_abrupt_drop_live_and_in_replay(tmp_path: Path) -> 
     replayed, _ = await run_under(["replay", str(cassette), "--speed", "max"], both_paths)
     direct, _ = await run_under(["replay", str(cassette), "--speed", "max", "--direct"], both_paths)
 
-    assert live["/error"] == replayed["/error"] == direct["/error"] == INTERNAL_ERROR
-    assert direct["/drop"] == CONNECTION_LOST
-    assert replayed["/drop"] == live["/drop"], "through the proxy, the replay differs from the live session"
+    assert without_proxy == live == replayed == direct, "through wsreplay, the client saw something else"
 
 
-@pytest.mark.xfail(
-    reason="mitmproxy relays an upstream TCP drop to the client as a clean close frame 1000 "
-    "(wsproto turns the local-only 1006 into 1000), live and when replaying through the proxy",
-    strict=True,
-)
-async def test_abrupt_upstream_drop_reaches_the_client_through_the_proxy_as_a_lost_connection(tmp_path: Path) -> None:
+async def aiohttp_close_seen(port: int, path: str) -> tuple[list[str], int | None]:
+    """What an aiohttp client sees of `path`: the texts, then the close code once the server is gone."""
+    texts: list[str] = []
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(f"http://127.0.0.1:{port}{path}", autoping=False) as ws:
+            for number in range(3):
+                message = await ws.receive(timeout=TIMEOUT)
+                if message.type is not WSMsgType.TEXT:
+                    break
+                texts.append(message.data)
+                await ws.send_str(f"msg-{number}")
+            while message.type is WSMsgType.TEXT:
+                message = await ws.receive(timeout=TIMEOUT)
+            return texts, ws.close_code
+
+
+async def test_an_upstream_drop_reaches_an_aiohttp_client_as_a_lost_connection_live_and_replayed(
+    tmp_path: Path,
+) -> None:
+    cassette = tmp_path / "drop.cassette"
     async with faulty_upstream() as upstream:
+        without_proxy = await aiohttp_close_seen(upstream.port, "/drop")
         live, _ = await run_under(
-            ["record", "--upstream", upstream.ws_url, "-o", str(tmp_path / "drop.cassette")],
-            lambda port: ws_observation(port, "/drop"),
+            ["record", "--upstream", upstream.ws_url, "-o", str(cassette)], lambda port: aiohttp_close_seen(port, "/drop")
         )
-    assert live == CONNECTION_LOST
+    replayed, _ = await run_under(["replay", str(cassette), "--speed", "max"], lambda port: aiohttp_close_seen(port, "/drop"))
+    assert without_proxy == live == replayed == (["hello", "echo:msg-0", "echo:msg-1"], 1006)
+
+
+async def test_a_client_that_drops_its_connection_looks_dropped_to_the_upstream(tmp_path: Path) -> None:
+    async def send_then_drop(port: int) -> None:
+        async with connect(f"ws://127.0.0.1:{port}/echo", open_timeout=TIMEOUT, ping_interval=None) as ws:
+            await ws.send("msg-0")
+            assert await asyncio.wait_for(ws.recv(), TIMEOUT) == "echo:msg-0"
+            ws.transport.abort()
+        await asyncio.wait_for(upstream.connections[-1].closed.wait(), TIMEOUT)
+
+    upstream = ScriptedUpstream()
+    upstream.websocket("/echo", WsScript(reply=lambda message: [f"echo:{message}"]))
+    async with upstream:
+        await send_then_drop(upstream.port)
+        await run_under(["record", "--upstream", upstream.ws_url, "-o", str(tmp_path / "c.cassette")], send_then_drop)
+    assert [connection.close_code for connection in upstream.connections] == [1006, 1006]
+    assert closes_by_path(await show_json(tmp_path / "c.cassette")) == {"/echo": (1006, "", "client")}

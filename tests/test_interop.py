@@ -10,6 +10,7 @@ import json
 import re
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -475,35 +476,42 @@ async def drive_session(port: int) -> None:
     assert ws.close_code == 1008
 
 
+async def run_mitmdump(
+    upstream_port: int, confdir: Path, *options: str, session: Callable[[int], Awaitable[Any]] | None = None
+) -> Any:
+    """Run a real `mitmdump` in reverse mode to the upstream with `options`, drive `session(port)`
+    (default: `drive_session`) through it, stop it with Ctrl-C (exit 0); return what the session returned."""
+    mitmdump = Path(sys.executable).with_name("mitmdump")
+    process = await asyncio.create_subprocess_exec(
+        str(mitmdump),
+        "--mode",
+        f"reverse:http://127.0.0.1:{upstream_port}",
+        "--listen-host",
+        "127.0.0.1",
+        "--listen-port",
+        "0",
+        "--set",
+        f"confdir={confdir}",
+        "--set",
+        "flow_detail=0",
+        *options,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        result = await (session or drive_session)(await listening_port(process))
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGINT)
+        _out, errors = await asyncio.wait_for(process.communicate(), TIMEOUT)
+    assert process.returncode == 0, errors.decode()
+    return result
+
+
 async def test_import_flow_file_written_by_mitmdump(tmp_path: Path) -> None:
     flow_file = tmp_path / "session.flows"
-    mitmdump = Path(sys.executable).with_name("mitmdump")
     async with chat_upstream() as upstream:
-        process = await asyncio.create_subprocess_exec(
-            str(mitmdump),
-            "--mode",
-            f"reverse:http://127.0.0.1:{upstream.port}",
-            "--listen-host",
-            "127.0.0.1",
-            "--listen-port",
-            "0",
-            "-w",
-            str(flow_file),
-            "--set",
-            f"confdir={tmp_path / 'mitmproxy'}",
-            "--set",
-            "flow_detail=0",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        try:
-            port = await listening_port(process)
-            await drive_session(port)
-        finally:
-            if process.returncode is None:
-                process.send_signal(signal.SIGINT)
-            _out, errors = await asyncio.wait_for(process.communicate(), TIMEOUT)
-        assert process.returncode == 0, errors.decode()
+        await run_mitmdump(upstream.port, tmp_path / "mitmproxy", "-w", str(flow_file))
 
     cassette = import_file(flow_file)
     assert cassette.header.metadata == {"imported_from": "mitmproxy"}
@@ -528,6 +536,38 @@ async def test_import_flow_file_written_by_mitmdump(tmp_path: Path) -> None:
     times = [r.time for r in cassette.records]
     assert times[0] == 0.0 and all(0 <= t < TIMEOUT for t in times)
     assert har_problems(through_json(cassette_to_har(cassette))) == []
+
+
+ADDONS = Path(__file__).resolve().parents[1] / "addons"
+
+
+async def test_the_addons_record_and_replay_under_a_plain_mitmdump(tmp_path: Path) -> None:
+    """The README's `mitmdump -s addons/...` commands: record a chat session and an upstream
+    that drops mid-stream, then replay both with the upstream gone."""
+    cassette = tmp_path / "s.cassette"
+    confdir = tmp_path / "mitmproxy"
+    lost_connections = ("-s", str(ADDONS / "lost_connections.py"))
+
+    async def chat_then_drop(port: int) -> tuple[str, int | None]:
+        await drive_session(port)
+        async with connect(f"ws://127.0.0.1:{port}/drop", proxy=None, open_timeout=TIMEOUT) as ws:
+            greeting = await asyncio.wait_for(ws.recv(), TIMEOUT)
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), TIMEOUT)
+        return greeting, ws.close_code
+
+    upstream = chat_upstream()
+    upstream.websocket("/drop", WsScript(on_open=("hello",), drop_after=0))
+    async with upstream:
+        upstream_port = upstream.port
+        record = ("-s", str(ADDONS / "recorder.py"), "--set", f"wsreplay_output={cassette}")
+        live = await run_mitmdump(upstream_port, confdir, *lost_connections, *record, session=chat_then_drop)
+    replay = ("-s", str(ADDONS / "replayer.py"), "--set", "connection_strategy=lazy", "--set", f"wsreplay_cassette={cassette}")
+    replayed = await run_mitmdump(upstream_port, confdir, *lost_connections, *replay, session=chat_then_drop)
+
+    assert live == replayed == ("hello", 1006)
+    closes = [(r.code, r.closed_by) for r in load_cassette(cassette).records if isinstance(r, WebSocketClose)]
+    assert closes == [(1008, "server"), (1006, "server")]
 
 
 def test_chat_sessions_survive_the_har_round_trip() -> None:

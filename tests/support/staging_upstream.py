@@ -48,6 +48,8 @@ class RecordedConnection:
     subprotocol: str | None = None
     refused_with: int | None = None
     messages: list[str | bytes] = field(default_factory=list)
+    close_code: int | None = None
+    """How the connection ended, as the server's WebSocket saw it (1006: lost without a close frame)."""
     closed: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -200,6 +202,7 @@ class ScriptedUpstream:
             pass
         finally:
             self._sockets.discard(ws)
+            conn.close_code = ws.close_code
             conn.closed.set()
         return ws
 
