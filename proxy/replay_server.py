@@ -24,10 +24,23 @@ from typing import Final
 
 from aiohttp import WSMsgType, web
 from multidict import CIMultiDict
+from websockets import frames
 
 from proxy.cassette import MAX_RECORD_BYTES
-from proxy.replay import Abort, Accepted, Action, Answer, Close, ConnectionPlayer, Log, ReplaySession, Send, Unmatched
+from proxy.masking import ClientMasking
 from proxy.records import HttpRequest, HttpResponse
+from proxy.replay import (
+    Abort,
+    Accepted,
+    Action,
+    Answer,
+    Close,
+    ConnectionPlayer,
+    Log,
+    ReplaySession,
+    Send,
+    Unmatched,
+)
 
 __all__ = ["CONNECTION_HEADER", "ReplayServer"]
 
@@ -45,6 +58,9 @@ NORMAL: Final = 1000
 _NOT_FORWARDED: Final = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "upgrade"})
 _ADDED_BY_AIOHTTP: Final = ("Date", "Server", "Content-Type")
 _OPCODES: Final = {True: WSMsgType.TEXT, False: WSMsgType.BINARY}
+_UNMASKED_FRAME_CLOSE: Final = frames.Frame(
+    frames.Opcode.CLOSE, frames.Close(frames.CloseCode.PROTOCOL_ERROR, "client frames must be masked").serialize()
+).serialize(mask=False)
 
 
 @dataclass(eq=False)
@@ -58,6 +74,8 @@ class _Connection:
     performer: asyncio.Task[None] | None = None
     ending: bool = False
     """Set once the server closes or drops the connection itself."""
+    failed_with: int | None = None
+    """The close code the server failed the connection with, for a protocol error aiohttp does not see."""
 
 
 class ReplayServer:
@@ -142,9 +160,11 @@ class ReplayServer:
             max_msg_size=MAX_RECORD_BYTES,
             timeout=CLOSE_TIMEOUT,
         )
+        connection = _Connection(ws, request, accepted.player)
+        if request.transport is not None:
+            request.transport.set_protocol(_MaskedFramesOnly(request.transport, connection))
         await ws.prepare(request)
         loop = asyncio.get_running_loop()
-        connection = _Connection(ws, request, accepted.player)
         self._connections.add(connection)
         performer = connection.performer = asyncio.create_task(_perform(connection))
         try:
@@ -174,8 +194,49 @@ class ReplayServer:
                 return
             else:
                 if not connection.ending:
-                    _dispatch(connection, player.client_closed(ws.close_code), loop.time())
+                    _dispatch(connection, player.client_closed(connection.failed_with or ws.close_code), loop.time())
                 return
+
+
+class _MaskedFramesOnly(asyncio.Protocol):
+    """Stands between an accepted WebSocket's transport and aiohttp's protocol, which does
+    not check masking: passes the client's bytes on while every frame is masked, and fails
+    the connection with 1002 at the first unmasked one (RFC 6455 5.1)."""
+
+    def __init__(self, transport: asyncio.BaseTransport, connection: _Connection) -> None:
+        self._transport = transport
+        self._inner = transport.get_protocol()
+        self._connection = connection
+        self._masking = ClientMasking()
+        self._failed = False
+
+    def data_received(self, data: bytes) -> None:
+        if self._failed:
+            return
+        unmasked_at = self._masking.feed(data)
+        if unmasked_at is None:
+            self._inner.data_received(data)  # type: ignore[attr-defined]
+            return
+        if unmasked_at:
+            self._inner.data_received(data[:unmasked_at])  # type: ignore[attr-defined]
+        self._failed = True
+        self._connection.failed_with = frames.CloseCode.PROTOCOL_ERROR
+        log.warning("%s: the client sent an unmasked frame; closed with 1002", self._connection.request.path)
+        assert isinstance(self._transport, asyncio.WriteTransport)
+        self._transport.write(_UNMASKED_FRAME_CLOSE)
+        self._transport.close()
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received()  # type: ignore[attr-defined]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
 
 
 def _dispatch(connection: _Connection, actions: Sequence[Action], received: float) -> None:

@@ -305,12 +305,6 @@ MALFORMED = [
         client_frame(OP_TEXT, HELLO_BYTES, masked=False),
         1002,
         id="unmasked",
-        marks=pytest.mark.xfail(
-            reason="aiohttp's WebSocketReader never checks the MASK bit, so the replay server "
-            "(proxy/replay_server.py) serves an unmasked client frame as a valid message (RFC 6455 5.1: "
-            "the server MUST close)",
-            strict=True,
-        ),
     ),
     pytest.param(client_frame(OP_BINARY, b"\x00" * 16, length=1 << 62), 1009, id="length-of-4-exabytes"),
 ]
