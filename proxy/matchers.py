@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Final, TypeAlias
@@ -33,6 +33,7 @@ __all__ = [
     "compare_json",
     "format_differences",
     "headers",
+    "index_key",
     "is_volatile_key",
     "is_volatile_value",
     "match_frame",
@@ -454,6 +455,86 @@ def headers(*names: str) -> RequestMatcher:
         return compare_json(expected, received, ignore, root="headers")
 
     return match
+
+
+# --- index keys -------------------------------------------------------------------
+#
+# A matcher's index key is what it looks at in one request, with what it ignores left
+# out: two requests it finds no difference between have equal keys. Recorded requests
+# can then be grouped by key and a live request compared only with its key's group.
+
+RequestKey: TypeAlias = Callable[[HttpRequest, Ignore], Hashable]
+
+
+def _json_key(value: Any, ignore: Ignore, path: tuple[PathSegment, ...] = ()) -> Hashable:
+    """Equal for any two decoded JSON values `compare_json` finds no difference between."""
+    if isinstance(value, dict):
+        return frozenset(
+            (key, _json_key(item, ignore, (*path, key)))
+            for key, item in value.items()
+            if not ignore.skips(key, (*path, key)) and not is_volatile_value(item)
+        )
+    if isinstance(value, list):
+        if ignore.paths:  # an ignored index may be missing on one side: only the type is certain
+            return list
+        return tuple(_json_key(item, ignore, (*path, index)) for index, item in enumerate(value))
+    if isinstance(value, str):
+        return _string_key(value, ignore)
+    if isinstance(value, bool):
+        return (bool, value)
+    if isinstance(value, int | float) and _is_epoch(value):
+        return "<epoch>"
+    return value
+
+
+def _string_key(text: str, ignore: Ignore) -> str:
+    if len(text) > MAX_SHAPED_CHARS:
+        return text
+    return _without_digits(text) if ignore.digits_in_text else shape(text)
+
+
+def _method_key(request: HttpRequest, ignore: Ignore) -> Hashable:
+    return request.method.upper()
+
+
+def _path_key(request: HttpRequest, ignore: Ignore) -> Hashable:
+    return shape(request.path)
+
+
+def _query_key(request: HttpRequest, ignore: Ignore) -> Hashable:
+    return _json_key(_query_object(request.query), ignore)
+
+
+def _body_key(request: HttpRequest, ignore: Ignore) -> Hashable:
+    """Exact but for one case: a form and a body that is not one can still match as texts."""
+    if _is_form(request):
+        return ("form", _json_key(_query_object(request.body.decode("latin-1")), ignore))
+    try:
+        text = request.body.decode("utf-8")
+    except UnicodeDecodeError:
+        return ("bytes", request.body)
+    is_json, value = _decode_json(text)
+    return ("json", _json_key(value, ignore)) if is_json else ("text", _string_key(text, ignore))
+
+
+def _subprotocols_key(request: HttpRequest, ignore: Ignore) -> Hashable:
+    return _json_key(list(request.offered_subprotocols), ignore)
+
+
+_INDEX_KEYS: Final[dict[RequestMatcher, RequestKey]] = {
+    method: _method_key,
+    path: _path_key,
+    query: _query_key,
+    body: _body_key,
+    subprotocols: _subprotocols_key,
+}
+
+
+def index_key(request: HttpRequest, matchers: Sequence[RequestMatcher], ignore: Ignore = NO_IGNORE) -> Hashable:
+    """What `matchers` look at in `request`: requests with different keys do not match (but
+    for a form against a body that is not one). Matchers without a key (``headers(...)``,
+    custom ones) add nothing to it, so their requests share a key and are compared."""
+    return tuple(_INDEX_KEYS[matcher](request, ignore) for matcher in matchers if matcher in _INDEX_KEYS)
 
 
 DEFAULT_HTTP_MATCHERS: Final[tuple[RequestMatcher, ...]] = (method, path, query, body)

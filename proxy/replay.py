@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import ClassVar, Final, Literal, TypeAlias, cast
 
@@ -27,6 +27,7 @@ from proxy.matchers import (
     RequestMatcher,
     closest,
     format_differences,
+    index_key,
     match_frame,
     match_message,
     match_request,
@@ -537,6 +538,10 @@ class ReplaySession:
         self._http: dict[tuple[str, str], list[_HttpSequence]] = {}
         self._exact_http: dict[tuple[str, str, str, bytes], _HttpSequence] = {}
         """Sequences by their request exactly as recorded: the fast path before fuzzy matching."""
+        self._keyed_http: dict[Hashable, list[_HttpSequence]] = {}
+        self._loosely_keyed_http: dict[Hashable, list[_HttpSequence]] = {}
+        """Sequences by their request's index key (strict, loose): a request is compared only
+        with the recorded requests that share its key, so matching does not grow with the cassette."""
         self._upgrades: dict[str, list[_RecordedUpgrade]] = {}
         self._index(cassette.records)
 
@@ -588,22 +593,20 @@ class ReplaySession:
         return Respond(exchange.response, self.options.scaled(exchange.duration))
 
     def _add_exchange(self, exchange: HttpExchange, answer: Respond | Fail) -> None:
-        exact = self._exact_http.get(_exact_key(exchange.request))
-        if exact is not None and not match_request(
-            exact.request, exchange.request, self.options.http_matchers, self._ignore
-        ):
-            exact.exchanges.append(exchange)
-            exact.answers.append(answer)
-            return
-        bucket = self._http.setdefault(_http_key(exchange.request), [])
-        for sequence in bucket:
-            if not match_request(sequence.request, exchange.request, self.options.http_matchers, self._ignore):
+        request, matchers = exchange.request, self.options.http_matchers
+        exact = self._exact_http.get(_exact_key(request))
+        key = index_key(request, matchers, self._ignore)
+        keyed = self._keyed_http.get(key, [])
+        for sequence in keyed if exact is None else [exact, *keyed]:
+            if not match_request(sequence.request, request, matchers, self._ignore):
                 sequence.exchanges.append(exchange)
                 sequence.answers.append(answer)
                 return
-        sequence = _HttpSequence(exchange.request, [exchange], [answer])
-        bucket.append(sequence)
-        self._exact_http[_exact_key(exchange.request)] = sequence
+        sequence = _HttpSequence(request, [exchange], [answer])
+        self._http.setdefault(_http_key(request), []).append(sequence)
+        self._keyed_http.setdefault(key, []).append(sequence)
+        self._loosely_keyed_http.setdefault(index_key(request, matchers, self._loose), []).append(sequence)
+        self._exact_http[_exact_key(request)] = sequence
 
     def _recorded_connection(self, open_record: WebSocketOpen, records: list[Record]) -> _RecordedUpgrade:
         return _RecordedUpgrade(open_record, _compile_script(open_record, records, self.options))
@@ -612,17 +615,24 @@ class ReplaySession:
 
     def answer_http(self, request: HttpRequest) -> HttpAnswer:
         """The recorded answer for a plain HTTP request; repeated requests get successive answers."""
+        matchers = self.options.http_matchers
         exact = self._exact_http.get(_exact_key(request))
-        if exact is not None and not match_request(exact.request, request, self.options.http_matchers, self._ignore):
+        if exact is not None and not match_request(exact.request, request, matchers, self._ignore):
             return self._serve(exact)
         bucket = self._http.get(_http_key(request), ())
-        for ignore in (self._ignore, self._loose) if bucket else ():
-            for sequence in bucket:
-                if not match_request(sequence.request, request, self.options.http_matchers, ignore):
-                    self._note_loose(ignore, sequence.request, request, self.options.http_matchers)
+        passes = (
+            (self._ignore, self._keyed_http.get(index_key(request, matchers, self._ignore), ())),
+            (self._loose, self._loosely_keyed_http.get(index_key(request, matchers, self._loose), ())),
+            (self._ignore, bucket),  # the one case keys miss (see `index_key`), rare: compare them all
+            (self._loose, bucket),
+        )
+        for ignore, sequences in passes:
+            for sequence in sequences:
+                if not match_request(sequence.request, request, matchers, ignore):
+                    self._note_loose(ignore, sequence.request, request, matchers)
                     return self._serve(sequence)
         candidates = (sequence.request for bucket in self._http.values() for sequence in bucket)
-        return self._unmatched("HTTP request", request, candidates, self.options.http_matchers)
+        return self._unmatched("HTTP request", request, candidates, matchers)
 
     def _serve(self, sequence: _HttpSequence) -> Respond | Fail:
         answer = sequence.next_answer()

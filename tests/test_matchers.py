@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
+import random
 import uuid
+from urllib.parse import urlencode
 
-from hypothesis import given
+from hypothesis import event, given
 from hypothesis import strategies as st
 
 from proxy.jwt import mint_access_token
@@ -21,6 +23,7 @@ from proxy.matchers import (
     compare_json,
     format_differences,
     headers,
+    index_key,
     is_volatile_key,
     is_volatile_value,
     match_frame,
@@ -189,6 +192,91 @@ def test_values_differing_only_in_volatile_parts_match(
     recorded = {"content": content, "ref": str(first), "at": 1757292881, "trace": f"run-{first}"}
     live = {"content": content, "ref": str(second), "at": epoch, "trace": f"run-{second}"}
     assert compare_json(recorded, live) == []
+
+
+# --- index keys ---------------------------------------------------------------------
+#
+# A template is a JSON document whose leaves are fixed values or volatile ones of a kind;
+# two instances of it differ only in what a user's test changes on every run.
+
+VOLATILE_KINDS = {
+    "uuid": lambda rnd: str(uuid.UUID(int=rnd.getrandbits(128))),
+    "epoch": lambda rnd: rnd.randrange(1_600_000_000, 1_900_000_000),
+    "epoch_ms": lambda rnd: rnd.randrange(1_600_000_000_000, 1_900_000_000_000),
+    "datetime": lambda rnd: f"2026-{rnd.randrange(1, 13):02d}-{rnd.randrange(1, 29):02d}T10:{rnd.randrange(60):02d}:00Z",
+    "jwt": lambda rnd: token(f"user{rnd.randrange(1000)}@example.com"),
+    "hex": lambda rnd: f"{rnd.getrandbits(96):024x}1",
+}
+fixed_leaves = st.none() | st.booleans() | st.integers(-1000, 1000) | st.text("abc xy-_", max_size=6)
+leaves = (
+    fixed_leaves.map(lambda value: ("fixed", value))
+    | st.sampled_from(sorted(VOLATILE_KINDS)).map(lambda kind: ("volatile", kind))
+    | st.text("abc", max_size=3).map(lambda prefix: ("per-run digits", prefix))
+)
+keys = st.sampled_from(["content", "type", "items", "sku", "id", "thread_id", "requestId", "timestamp", "session"])
+templates = st.recursive(
+    leaves,
+    lambda children: st.lists(children, max_size=3).map(lambda items: ("list", items))
+    | st.dictionaries(keys, children, max_size=4).map(lambda entries: ("dict", entries)),
+    max_leaves=12,
+)
+
+
+def instance(template: tuple, rnd: random.Random) -> object:
+    """One run's document: fresh volatile values; entries holding one may be left out."""
+    kind, content = template
+    if kind == "fixed":
+        return content
+    if kind == "volatile":
+        return VOLATILE_KINDS[content](rnd)
+    if kind == "per-run digits":
+        return f"{content}-{rnd.randrange(10_000)}@example.test"
+    if kind == "list":
+        return [instance(item, rnd) for item in content]
+    return {
+        key: instance(item, rnd)
+        for key, item in content.items()
+        if not (item[0] == "volatile" and rnd.random() < 0.3) and not (is_volatile_key(key) and rnd.random() < 0.3)
+    }
+
+
+IGNORES = [Ignore(), Ignore(digits_in_text=True), Ignore.parse(["items[*].sku", "session", "content"])]
+
+
+@given(templates, st.dictionaries(keys, leaves, max_size=4), st.integers(0, 2**32))
+def test_requests_that_match_share_their_index_key(template: tuple, query_template: dict, seed: int) -> None:
+    rnd = random.Random(seed)
+    runs = []
+    for _ in range(2):
+        query_ = urlencode({key: str(instance(leaf, rnd)) for key, leaf in query_template.items()})
+        runs.append(request("/api/items", "POST", query_, json.dumps(instance(template, rnd)).encode()))
+    first, second = runs
+    for ignore in IGNORES:
+        if not match_request(first, second, DEFAULT_HTTP_MATCHERS, ignore):
+            assert index_key(first, DEFAULT_HTTP_MATCHERS, ignore) == index_key(second, DEFAULT_HTTP_MATCHERS, ignore)
+    if not match_request(first, second, DEFAULT_HTTP_MATCHERS, IGNORES[1]):
+        event("matched")
+
+
+def test_index_keys_tell_apart_what_the_matchers_tell_apart() -> None:
+    def posted(document: object) -> HttpRequest:
+        return request("/api/messages", "POST", body_=json.dumps(document).encode())
+
+    different = [
+        posted({"content": "hello"}),
+        posted({"content": "hello!"}),
+        posted({"content": "hello", "type": "message"}),
+        posted({"content": ["hello"]}),
+        posted({"content": 1}),
+        posted({"content": True}),
+        request("/api/messages", "POST", body_=b"hello"),
+        request("/api/messages", "POST", body_=b"\xff\xfe"),
+        request("/api/messages", "POST", "page=2"),
+        request("/api/messages", "PUT"),
+        request("/api/other", "POST"),
+    ]
+    found = {index_key(candidate, DEFAULT_HTTP_MATCHERS) for candidate in different}
+    assert len(found) == len(different)
 
 
 # --- frames -----------------------------------------------------------------------

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import time
+import uuid
 from collections.abc import Sequence
 
 import pytest
@@ -174,6 +176,30 @@ def test_matching_cost_does_not_grow_with_the_cassette() -> None:
     calls = 0
     assert isinstance(replay.answer_http(http_request("/item/250")), Respond)
     assert calls == 1
+
+
+def test_distinct_requests_on_one_path_are_told_apart_without_comparing_them_all() -> None:
+    """500 POSTs to one path, differing in content and in volatile ids: loading compares none of
+    them with another, and a live request with fresh ids is compared with its own recording only."""
+    calls = 0
+
+    def counting(recorded: HttpRequest, live: HttpRequest, ignore: Ignore) -> list[Difference]:
+        nonlocal calls
+        calls += 1
+        return []
+
+    def message(number: int) -> HttpRequest:
+        document = {"content": f"message {number}", "message_id": str(uuid.uuid4()), "sent_at": time.time()}
+        return http_request("/api/messages", "POST", json.dumps(document).encode())
+
+    records = [HttpExchange(n, float(n), message(n), json_response(201, {"number": n})) for n in range(500)]
+    replay = session(records, http_matchers=(*DEFAULT_HTTP_MATCHERS, counting))
+    assert calls == 0
+    for number in (0, 250, 499, 250):
+        answer = replay.answer_http(message(number))
+        assert isinstance(answer, Respond) and json.loads(answer.response.body) == {"number": number}
+    assert calls == 4
+    assert replay.report().loose_match_count == 0
 
 
 # --- upgrades ---------------------------------------------------------------------
