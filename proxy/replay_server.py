@@ -50,6 +50,9 @@ CONNECTION_HEADER: Final = "X-Wsreplay-Connection"
 """Names the registered connection a request forwarded by the replay addon is to play."""
 CLOSE_TIMEOUT: Final = 5.0
 """Seconds a close handshake may take before the connection is cut."""
+IDLE_TIMEOUT: Final = 60.0
+"""Seconds a connection may go without a whole request (a new one, or between keep-alive
+requests) before it is closed; WebSocket connections are not affected."""
 MAX_BODY_BYTES: Final = 64 * 1024 * 1024
 GOING_AWAY: Final = 1001
 CLOSING_REASON: Final = b"replay server closing"
@@ -84,10 +87,13 @@ class ReplayServer:
     Without a session it plays only connections registered by the replay addon.
     """
 
-    def __init__(self, session: ReplaySession | None, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, session: ReplaySession | None, host: str = "127.0.0.1", port: int = 0, idle_timeout: float = IDLE_TIMEOUT
+    ) -> None:
         self.session = session
         self.host = host
         self.port = port
+        self.idle_timeout = idle_timeout
         self._runner: web.AppRunner | None = None
         self._registered: dict[str, Accepted] = {}
         self._connections: set[_Connection] = set()
@@ -97,7 +103,13 @@ class ReplayServer:
         app = web.Application(client_max_size=MAX_BODY_BYTES)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         app.on_response_prepare.append(_keep_recorded_headers)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=CLOSE_TIMEOUT)
+        self._runner = web.AppRunner(
+            app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=CLOSE_TIMEOUT,
+            keepalive_timeout=self.idle_timeout,
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()

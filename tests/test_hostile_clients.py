@@ -439,6 +439,28 @@ async def test_a_flood_of_200_upgrades_that_vanish(direct: Replay) -> None:
         await assert_still_serving(direct.port, early)
 
 
+async def test_connections_that_never_finish_a_request_are_closed_after_the_idle_timeout() -> None:
+    """ReplayServer in-process with a short idle timeout: a silent connection and one that sent half
+    an upgrade are closed; a WebSocket that stays quiet as long is not."""
+    server = ReplayServer(ReplaySession(Cassette(HEADER, chat_records()), ReplayOptions(speed=None)), idle_timeout=0.5)
+    _, port = await asyncio.wait_for(server.start(), TIMEOUT)
+    try:
+        async with open_chat(port) as quiet:
+            idle = await raw_connection(port)
+            partial = await raw_connection(port)
+            partial[1].write(upgrade_request()[:40])
+            try:
+                assert await read_to_eof(idle[0], PROMPT) == b""
+                assert await read_to_eof(partial[0], PROMPT) == b""
+            finally:
+                abort(idle[1])
+                abort(partial[1])
+            await quiet.send(json.dumps(hello()))
+            assert await until_closed(quiet) == [WELCOME, ACK, REPLY, CLOSED]
+    finally:
+        await asyncio.wait_for(server.close(), TIMEOUT)
+
+
 async def test_stopping_the_server_closes_half_open_connections() -> None:
     """ReplayServer in-process: close() ends idle, half-sent and silent upgraded connections."""
     server = ReplayServer(ReplaySession(Cassette(HEADER, chat_records()), ReplayOptions(speed=None)))
