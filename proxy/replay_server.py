@@ -173,7 +173,7 @@ class ReplayServer:
             timeout=CLOSE_TIMEOUT,
         )
         connection = _Connection(ws, request, accepted.player)
-        if request.transport is not None:
+        if request.transport is not None and ws.can_prepare(request).ok:
             request.transport.set_protocol(_MaskedFramesOnly(request.transport, connection))
         await ws.prepare(request)
         loop = asyncio.get_running_loop()

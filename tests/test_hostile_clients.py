@@ -325,6 +325,24 @@ async def test_malformed_frame_gets_a_protocol_error_close(direct: Replay, malfo
         await assert_still_serving(direct.port, early)
 
 
+async def test_a_bad_upgrade_gets_400_and_the_connection_goes_on_serving_http(direct: Replay) -> None:
+    """An upgrade without its key is refused; the same keep-alive connection then asks for /health."""
+    reader, writer = await raw_connection(direct.port)
+    try:
+        writer.write(upgrade_request().replace(b"Sec-WebSocket-Key", b"X-Not-The-Key"))
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
+        assert head.startswith(b"HTTP/1.1 400 "), head
+        length = int(re.search(rb"(?i)content-length: *(\d+)", head)[1])
+        await asyncio.wait_for(reader.readexactly(length), TIMEOUT)
+        writer.write(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
+        assert head.startswith(b"HTTP/1.1 200 "), head
+        length = int(re.search(rb"(?i)content-length: *(\d+)", head)[1])
+        assert await asyncio.wait_for(reader.readexactly(length), TIMEOUT) == HEALTH
+    finally:
+        abort(writer)
+
+
 # --- oversized message ----------------------------------------------------------------------
 
 TWENTY_MB = 20 * 1024 * 1024
