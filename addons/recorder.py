@@ -28,7 +28,6 @@ from proxy.records import (
     ConnectionFailure,
     HttpExchange,
     WebSocketClose,
-    WebSocketFrame,
     WebSocketOpen,
 )
 
@@ -38,14 +37,31 @@ PROGRESS_EVERY_SECONDS = 1.0
 HOST_WANTED = "wsreplay_host_recorded"
 
 
+class _LiveWebSocket:
+    """A WebSocket flow being recorded: its recording and id, looked up once; its frame count,
+    and the time.monotonic() from which the next "frames so far" line is due.
+
+    A plain class, not a dataclass: mitmdump loads this file as a script, outside sys.modules,
+    where the dataclass decorator cannot resolve the module.
+    """
+
+    __slots__ = ("recording", "record_id", "frames", "report_at")
+
+    def __init__(self, recording: Recording, record_id: int) -> None:
+        self.recording = recording
+        self.record_id = record_id
+        self.frames = 0
+        self.report_at = 0.0
+
+
 class Recorder:
     """Writes every exchange, upgrade, frame, close and failure to ``wsreplay_output``."""
 
     def __init__(self) -> None:
         self.redactor: Redactor | None = None
         self.recording: Recording | None = None
-        self._progress: dict[str, tuple[int, float]] = {}
-        """Per live WebSocket flow: frames recorded so far, when that was last reported."""
+        self._live: dict[str, _LiveWebSocket] = {}
+        """Per WebSocket flow that has recorded frames into the current recording, by flow id."""
 
     def load(self, loader) -> None:
         loader.add_option("wsreplay_output", str, "", "Cassette file to record into.")
@@ -161,22 +177,36 @@ class Recorder:
             recording.add(HttpExchange(record_id, started, request, response, 0.0))
         failure = recording.add(ConnectionFailure(record_id, recording.offset(time.time()), flow.error.msg))
         recording.forget(flow.id)
+        self._live.pop(flow.id, None)
         log.info("#%d failed: %s", record_id, failure.message)
 
     def websocket_message(self, flow: http.HTTPFlow) -> None:
-        recording = self._recording_for(flow)
-        if recording is None or flow.websocket is None:
-            return
+        """Write the message's frame record before mitmproxy forwards it; then drop it from the flow.
+
+        This runs once per message inside mitmproxy, so it does the least it can: the flow's
+        recording and id are looked up on its first message only (see `_LiveWebSocket`).
+        """
+        live = self._live.get(flow.id)
+        if live is None:
+            live = self._start_live(flow)
+            if live is None:
+                return
         messages = flow.websocket.messages
         message = messages[-1]
-        record_id = recording.id_for(flow.id)
-        recording.add(
-            WebSocketFrame(
-                record_id, recording.offset(message.timestamp), message.from_client, message.is_text, message.content
-            )
-        )
+        live.recording.add_frame(live.record_id, message.timestamp, message.from_client, message.is_text, message.content)
         del messages[:-1]
-        self._report_progress(flow.id, record_id)
+        live.frames += 1
+        now = time.monotonic()
+        if now >= live.report_at:
+            live.report_at = now + PROGRESS_EVERY_SECONDS
+            log.info("ws #%d: %d frames so far", live.record_id, live.frames)
+
+    def _start_live(self, flow: http.HTTPFlow) -> _LiveWebSocket | None:
+        recording = self._recording_for(flow)
+        if recording is None or flow.websocket is None:
+            return None
+        live = self._live[flow.id] = _LiveWebSocket(recording, recording.id_for(flow.id))
+        return live
 
     def websocket_end(self, flow: http.HTTPFlow) -> None:
         recording = self._recording_for(flow)
@@ -189,7 +219,8 @@ class Recorder:
         recording.add(WebSocketClose(record_id, ended, websocket.close_code, websocket.close_reason or "", closed_by))
         websocket.messages.clear()
         recording.forget(flow.id)
-        frames, _ = self._progress.pop(flow.id, (0, 0.0))
+        live = self._live.pop(flow.id, None)
+        frames = 0 if live is None else live.frames
         log.info(
             "ws #%d closed %s %r by %s after %d frames",
             record_id,
@@ -199,20 +230,12 @@ class Recorder:
             frames,
         )
 
-    def _report_progress(self, flow_id: str, record_id: int) -> None:
-        frames, reported_at = self._progress.get(flow_id, (0, 0.0))
-        frames += 1
-        now = time.monotonic()
-        if now - reported_at >= PROGRESS_EVERY_SECONDS:
-            reported_at = now
-            log.info("ws #%d: %d frames so far", record_id, frames)
-        self._progress[flow_id] = (frames, reported_at)
-
     def finish(self) -> None:
         """Close the cassette (idempotent) and log the summary."""
         if self.recording is None:
             return
         recording, self.recording = self.recording, None
+        self._live.clear()
         if self.redactor is not None:
             recording.writer.write(self.redactor.summary_annotation(recording.offset(time.time())))
         recording.close()

@@ -8,6 +8,8 @@ addons plus, depending on ``kind``:
   ``wsreplay_redact=false`` go in ``extra``);
 * ``replayer``: the ``Replayer`` addon on ``wsreplay_cassette`` (lazy connections).
 
+The ``collect`` command runs a full garbage collection in the child before a timed run (see ``run.same_gc_state``).
+
 A last ``_Probe`` addon counts ended WebSocket flows (so the parent knows the proxy
 has finished with a connection before the next one) and can write the next ended
 flow with mitmproxy's ``io.FlowWriter`` (mitmproxy's own flow file of the session).
@@ -15,6 +17,7 @@ flow with mitmproxy's ``io.FlowWriter`` (mitmproxy's own flow file of the sessio
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import time
@@ -106,6 +109,8 @@ def serve(conn: Connection, config: ProxyConfig) -> None:
                 while host.run_threadsafe(lambda: probe.ended) < args[0] and time.monotonic() < deadline:
                     time.sleep(0.005)
                 conn.send(host.run_threadsafe(lambda: probe.ended))
+            elif command == "collect":
+                conn.send(host.run_threadsafe(gc.collect))
             elif command == "capture":
                 path = args[0]
                 conn.send(host.run_threadsafe(lambda: setattr(probe, "capture_path", path)))
@@ -174,6 +179,10 @@ class ProxyProcess:
         if ended < count:
             raise RuntimeError(f"{self.config.name} proxy: {ended} WebSocket flows ended, expected {count}")
         return ended
+
+    def collect(self) -> int:
+        """Run a full garbage collection in the proxy; return what it found unreachable."""
+        return self.call("collect")
 
     def rss_kb(self) -> int:
         return read_status_kb(self.pid, "VmRSS")

@@ -19,7 +19,8 @@ Setup (also written to the JSON):
   repeats, and a ratio between alternated runs is the median of the per-repeat
   ratios. Besides wall-clock rates, the proxy process's CPU time per frame is read
   (its CPU-time clock: frames per proxy CPU-second), which other load on the machine
-  disturbs less.
+  disturbs less. Each timed run starts after a full garbage collection in the proxy
+  (``same_gc_state``), so no run pays for garbage an earlier run left.
 * Memory: each proxy's RSS (/proc/PID/status VmRSS) right before one long burst
   session and right after its last frame arrived (the flow still live); the bare and
   recorder sessions run at the same time.
@@ -228,10 +229,25 @@ class Proxied:
         await asyncio.to_thread(self.process.wait_ended, self.sessions)
 
 
+async def same_gc_state(target: Proxied) -> None:
+    """Start a timed run with both processes' garbage collectors in a known state.
+
+    The bare proxy keeps every message of a flow until the flow ends (the recorder drops
+    them as written), so its survivors pile up across runs in CPython's oldest generation
+    and trigger a full collection (tens of ms over ~100,000 objects here) in whichever
+    later run crosses the threshold: a cost unrelated to that run, landing at
+    random on one side of the comparison. A full collection in the proxy before each run
+    (outside the timed window), and one here for the load, make each run pay only for the
+    garbage it makes itself.
+    """
+    await asyncio.to_thread(target.process.collect)
+    gc.collect()
+
+
 async def timed_burst(target: Proxied, count: int, last: str, at_end: Callable[[], object] | None = None) -> tuple[float, float]:
     """(frames/s, proxy CPU seconds per frame) for one burst through `target`."""
     pid = target.process.pid
-    gc.collect()
+    await same_gc_state(target)
     cpu_before = proxy_cpu_seconds(pid)
     cpu_after = 0.0
 
@@ -248,7 +264,7 @@ async def timed_burst(target: Proxied, count: int, last: str, at_end: Callable[[
 
 async def timed_round_trips(target: Proxied, frames: list[str], count: int) -> tuple[float, float]:
     pid = target.process.pid
-    gc.collect()
+    await same_gc_state(target)
     cpu_before = proxy_cpu_seconds(pid)
     seconds = await wsload.round_trips(target.url, frames, count)
     cpu = proxy_cpu_seconds(pid) - cpu_before
@@ -681,6 +697,8 @@ SETUP = {
     "round_trip": "client sends a frame, waits for the echo, in sequence",
     "repeats": "proxied (and plain/direct) runs alternate, rotating the order each repeat; values are "
     "medians; ratios of alternated runs are the median of the per-repeat ratios",
+    "gc": "a full garbage collection in the proxy process (and the load's) before each timed proxied run, "
+    "outside the timed window",
     "cpu": "proxy CPU = the proxy process's CPU-time clock (all threads, clock_gettime on its "
     "CPUCLOCK) from the start frame to the last frame received",
     "memory": "VmRSS of each proxy process right before one N-frame burst and right after its last "

@@ -441,23 +441,44 @@ class CassetteWriter:
         return cls(path, reader.header, _append=True), last_id
 
     def _write(self, value: Any) -> None:
-        if self._fd is None:
-            raise CassetteError(f"cassette {self.path} is already closed")
+        fd = self._fd
+        if fd is None:
+            raise self._closed_error()
         data = self._packer.pack(value)
         size = len(data)
         if size > MAX_RECORD_BYTES:
-            raise CassetteError(
-                f"a record of {size} bytes exceeds the cassette limit of {MAX_RECORD_BYTES} bytes; not written"
-            )
-        written = os.write(self._fd, data)
+            raise _too_large(size)
+        written = os.write(fd, data)
         if written < size:
-            view = memoryview(data)[written:]
-            while view:
-                view = view[os.write(self._fd, view) :]
+            _write_rest(fd, data, written)
         self.bytes_written += size
 
     def write(self, record: Record) -> None:
         self._write(encode_record(record))
+
+    def write_frame(self, record_id: int, time: float, from_client: bool, is_text: bool, payload: bytes) -> None:
+        """Write a WebSocket frame record without building it first (the recorder's hot path).
+
+        The bytes are those ``write(WebSocketFrame(record_id, time, from_client, is_text, payload))``
+        writes (msgpack packs the tuple as the array `encode_record` makes), in one write call
+        like `_write`'s; its steps are inlined because this runs once per relayed message.
+        """
+        fd = self._fd
+        if fd is None:
+            raise self._closed_error()
+        micros = round(time * 1_000_000)
+        flags = (FLAG_FROM_CLIENT if from_client else 0) | (FLAG_TEXT if is_text else 0)
+        data = self._packer.pack((KIND_FRAME, record_id, micros if micros > 0 else 0, flags, payload))
+        size = len(data)
+        if size > MAX_RECORD_BYTES:
+            raise _too_large(size)
+        written = os.write(fd, data)
+        if written < size:
+            _write_rest(fd, data, written)
+        self.bytes_written += size
+
+    def _closed_error(self) -> CassetteError:
+        return CassetteError(f"cassette {self.path} is already closed")
 
     def close(self) -> None:
         if self._fd is not None:
@@ -473,6 +494,17 @@ class CassetteWriter:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _too_large(size: int) -> CassetteError:
+    return CassetteError(f"a record of {size} bytes exceeds the cassette limit of {MAX_RECORD_BYTES} bytes; not written")
+
+
+def _write_rest(fd: int, data: bytes, written: int) -> None:
+    """Finish a write the OS took only part of."""
+    view = memoryview(data)[written:]
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def write_cassette(path: str | os.PathLike[str], cassette: Cassette, *, overwrite: bool = False) -> None:

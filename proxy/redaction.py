@@ -370,23 +370,22 @@ class Redactor:
         self._known_stale = True
 
     def __call__(self, record: Record) -> Record:
-        if isinstance(record, WebSocketFrame) and not self._might_hold_secret(record.payload):
+        if isinstance(record, WebSocketFrame) and self.leaves_frame_unchanged(record.payload):
             return record
         return map_record(record, self.rules, self)
 
-    def _might_hold_secret(self, payload: bytes) -> bool:
-        """A cheap, exact pre-check on the raw frame (the recorder's hot path).
+    def leaves_frame_unchanged(self, payload: bytes) -> bool:
+        """A cheap, exact pre-check on a raw frame (the recorder's hot path): True only when
+        redacting a frame with this payload would return it as it is, and count nothing.
 
         Walking a payload changes something only where a field is named like a secret,
         a JWT appears, or a secret seen before recurs; when the raw bytes hold none of
         those (and no \\u escape could hide a name), the walk would return it unchanged.
         """
-        if self.rules.fields:
-            return True
-        if self._suspicious.search(payload.lower()):
-            return True
-        known = self._known_pattern()
-        return known is not None and known.search(payload.decode("utf-8", "surrogateescape")) is not None
+        if self.rules.fields or self._suspicious.search(payload.lower()) is not None:
+            return False
+        known = self._known if not self._known_stale else self._known_pattern()
+        return known is None or known.search(payload.decode("utf-8", "surrogateescape")) is None
 
     def learn(self, records: Iterable[Record]) -> None:
         """Learn the secrets in `records` without counting them, so that a later pass
