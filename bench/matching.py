@@ -8,7 +8,8 @@ recorded requests unchanged (its default matchers: method, scheme, host, port, p
 query; it has no notion of volatile values).
 
 A second, adversarial shape: K exchanges on one path differing only by query
-(``GET /api/v1/search?q=term17``); wsreplay keeps them in one (method, path) bucket.
+(``GET /api/v1/search?q=term17&ts=<epoch>``), live requests with a fresh ``ts``: no
+exact repeat, so each lookup goes through the index of what the matchers compare.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def _body(index: int, fresh: bool) -> bytes:
 def make_request(index: int, *, shape: str = "mixed", fresh: bool = False) -> HttpRequest:
     """The recorded request `index` (fresh: the same request as a new run would send it)."""
     if shape == "one-path":
-        return HttpRequest("GET", "http", HOST, 80, "/api/v1/search", f"q=term{index}&page=1", headers=REQUEST_HEADERS)
+        query = f"q=term{index}&page=1&ts={1_700_000_000 + index + (500 if fresh else 0)}"
+        return HttpRequest("GET", "http", HOST, 80, "/api/v1/search", query, headers=REQUEST_HEADERS)
     match index % 4:
         case 0:
             return HttpRequest("GET", "http", HOST, 80, f"/api/v1/users/{index}", headers=REQUEST_HEADERS)

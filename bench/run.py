@@ -13,7 +13,10 @@ Setup (also written to the JSON):
   ``recorder`` (``Recorder`` writing a temp cassette, default options, so redaction
   on), ``recorder_noredact`` (the same with ``wsreplay_redact=false``, to show what
   redaction costs), ``replayer`` (``Replayer`` on a cassette of the recorded burst,
-  speed max). No CPU pinning: the OS schedules the processes over the machine's cores.
+  speed max). On a machine with two CPUs or more, every proxy process is pinned to the
+  same CPU and this process to the others: two processes left to the scheduler land on
+  CPUs that differ by several percent on a shared machine (two identical bare proxies
+  differed by 4-6%), which pinning takes out of the comparison.
 * Proxied measurements alternate between the proxies (rotating the order each
   repeat) so drifting machine load hits them alike; values are medians of the
   repeats, and a ratio between alternated runs is the median of the per-repeat
@@ -21,6 +24,10 @@ Setup (also written to the JSON):
   (its CPU-time clock: frames per proxy CPU-second), which other load on the machine
   disturbs less. Each timed run starts after a full garbage collection in the proxy
   (``same_gc_state``), so no run pays for garbage an earlier run left.
+* The recorder's process also times its own ``websocket_message`` hook, so each run
+  gives the proxy's CPU per frame with the hook and without it (the same run less the
+  hook): a ratio within one process, which the differences between two processes
+  (a few percent here, even between two identical bare proxies) do not enter.
 * Memory: each proxy's RSS (/proc/PID/status VmRSS) right before one long burst
   session and right after its last frame arrived (the flow still live); the bare and
   recorder sessions run at the same time.
@@ -244,10 +251,36 @@ async def same_gc_state(target: Proxied) -> None:
     gc.collect()
 
 
-async def timed_burst(target: Proxied, count: int, last: str, at_end: Callable[[], object] | None = None) -> tuple[float, float]:
-    """(frames/s, proxy CPU seconds per frame) for one burst through `target`."""
+@dataclass
+class Run:
+    """One timed run through a proxy."""
+
+    rate: float
+    """Frames (or round trips) per second."""
+    cpu: float
+    """Proxy CPU seconds per frame (or round trip)."""
+    hook: float
+    """Of which seconds in the recorder's ``websocket_message`` hook (0 without the recorder)."""
+
+
+async def hook_seconds(target: Proxied) -> float:
+    nanoseconds, _ = await asyncio.to_thread(target.process.hook_time)
+    return nanoseconds / 1e9
+
+
+def cpu_plan() -> tuple[frozenset[int] | None, frozenset[int] | None]:
+    """(CPUs for every proxy, CPUs for the load): the last usable CPU, the rest; (None, None) with one CPU."""
+    usable = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(usable) < 2:
+        return None, None
+    return frozenset(usable[-1:]), frozenset(usable[:-1])
+
+
+async def timed_burst(target: Proxied, count: int, last: str, at_end: Callable[[], object] | None = None) -> Run:
+    """One burst of `count` frames through `target`."""
     pid = target.process.pid
     await same_gc_state(target)
+    hook_before = await hook_seconds(target)
     cpu_before = proxy_cpu_seconds(pid)
     cpu_after = 0.0
 
@@ -259,17 +292,20 @@ async def timed_burst(target: Proxied, count: int, last: str, at_end: Callable[[
 
     seconds = await wsload.burst(target.url, count, last, at_end=end)
     await target.settle()
-    return count / seconds, (cpu_after - cpu_before) / count
+    hook = await hook_seconds(target) - hook_before
+    return Run(count / seconds, (cpu_after - cpu_before) / count, hook / count)
 
 
-async def timed_round_trips(target: Proxied, frames: list[str], count: int) -> tuple[float, float]:
+async def timed_round_trips(target: Proxied, frames: list[str], count: int) -> Run:
     pid = target.process.pid
     await same_gc_state(target)
+    hook_before = await hook_seconds(target)
     cpu_before = proxy_cpu_seconds(pid)
     seconds = await wsload.round_trips(target.url, frames, count)
     cpu = proxy_cpu_seconds(pid) - cpu_before
     await target.settle()
-    return count / seconds, cpu / count
+    hook = await hook_seconds(target) - hook_before
+    return Run(count / seconds, cpu / count, hook / count)
 
 
 async def alternate(
@@ -302,10 +338,17 @@ async def websocket_benchmarks(params: Params, work: Path, figures: list[Figure]
     flow_file = work / "bare-session.mitm"
     processes: list[ProxyProcess] = []
 
+    proxy_cpus, load_cpus = cpu_plan()
+    raw["cpus"] = {"proxies": sorted(proxy_cpus or ()), "load": sorted(load_cpus or ())}
+    if load_cpus is not None:
+        os.sched_setaffinity(0, load_cpus)
+
     def new_proxy(kind: str, cassette: Path | None = None, label: str = "", **extra: str) -> ProxyProcess:
         confdir = work / f"confdir-{label or kind}"
         confdir.mkdir(exist_ok=True)
-        config = ProxyConfig(kind, port, str(confdir), str(cassette) if cassette else None, dict(extra), label)
+        config = ProxyConfig(
+            kind, port, str(confdir), str(cassette) if cassette else None, dict(extra), label, proxy_cpus
+        )
         process = ProxyProcess(config)
         processes.append(process)
         return process
@@ -406,7 +449,7 @@ async def websocket_benchmarks(params: Params, work: Path, figures: list[Figure]
         if replayer is not None:
             runs["replayer"] = lambda: timed_burst(replayer, params.proxy_frames, last[params.proxy_frames])
         bursts = await alternate(params.proxy_repeats, runs)
-        raw["proxied_bursts"] = bursts
+        raw["proxied_bursts"] = {kind: [asdict(run) for run in runs] for kind, runs in bursts.items()}
 
         log(f"proxied round trips: {params.round_trips:,} x {params.repeats}, alternating")
         trip_runs: dict[str, Callable[[], Awaitable[Any]]] = {
@@ -416,7 +459,7 @@ async def websocket_benchmarks(params: Params, work: Path, figures: list[Figure]
         if recorder_noredact is not None:
             trip_runs["recorder_noredact"] = lambda: timed_round_trips(recorder_noredact, frames, params.round_trips)
         trips = await alternate(params.repeats, trip_runs)
-        raw["proxied_round_trips"] = trips
+        raw["proxied_round_trips"] = {kind: [asdict(run) for run in runs] for kind, runs in trips.items()}
 
         # Physical limit and direct replay, alternating, in this process.
         direct_server = None
@@ -452,14 +495,23 @@ async def websocket_benchmarks(params: Params, work: Path, figures: list[Figure]
         codes = await asyncio.gather(*(asyncio.to_thread(p.stop) for p in processes))
         raw["proxy_exit_codes"] = {p.config.name: code for p, code in zip(processes, codes, strict=True)}
         await server.close()
+        if load_cpus is not None and proxy_cpus is not None:
+            os.sched_setaffinity(0, load_cpus | proxy_cpus)
 
     # Figures.
     plain_burst = median(plain["plain"])
     plain_rt = median(plain_trips)
-    fps = {kind: [s[0] for s in samples] for kind, samples in bursts.items()}
-    cpu = {kind: [1 / s[1] for s in samples] for kind, samples in bursts.items()}
-    rt = {kind: [s[0] for s in samples] for kind, samples in trips.items()}
-    rt_cpu = {kind: [1 / s[1] for s in samples] for kind, samples in trips.items()}
+    fps = {kind: [run.rate for run in runs] for kind, runs in bursts.items()}
+    cpu = {kind: [1 / run.cpu for run in runs] for kind, runs in bursts.items()}
+    rt = {kind: [run.rate for run in runs] for kind, runs in trips.items()}
+    rt_cpu = {kind: [1 / run.cpu for run in runs] for kind, runs in trips.items()}
+    # In the recorder's own process: frames per CPU-s with the hook, and without it (its
+    # CPU per frame less the hook's time), run by run: a ratio no other process's noise enters.
+    in_process = {
+        name: ([1 / run.cpu for run in runs["recorder"]], [1 / (run.cpu - run.hook) for run in runs["recorder"]])
+        for name, runs in (("burst", bursts), ("round trips", trips))
+    }
+    hook_us = {name: [run.hook * 1e6 for run in runs["recorder"]] for name, runs in (("burst", bursts), ("round trips", trips))}
     figures += [
         Figure("physical.burst", f"plain websockets burst ({params.frames:,} frames)", plain_burst, "frames/s", samples=plain["plain"]),
         Figure("physical.round_trip", "plain websockets round trips", plain_rt, "round trips/s", samples=plain_trips),
@@ -488,6 +540,16 @@ async def websocket_benchmarks(params: Params, work: Path, figures: list[Figure]
             median(rt_cpu["bare"]), "bare", "ratio>=0.95", rt_cpu["recorder"], rt_cpu["bare"], paired=True,
         ),
     ]
+    for name, (with_hook, without_hook) in in_process.items():
+        figures.append(
+            Figure(
+                f"recorder.{name.replace(' ', '_')}_in_process", f"recorder {name}, in its process: per CPU-s with/without hook",
+                median(with_hook), "/CPU-s", median(without_hook), "same runs less the hook", "ratio>=0.95",
+                with_hook, without_hook, paired=True,
+                note=f"hook {median(hook_us[name]):.1f} µs per {'frame' if name == 'burst' else 'round trip (2 messages)'}; "
+                "mitmproxy's call to one more addon (~1-1.5 µs per message) is not in it",
+            )
+        )
     if "recorder_noredact" in fps:
         figures += [
             Figure(

@@ -525,6 +525,11 @@ class _RecordedUpgrade:
         return self.record.request
 
 
+SCAN_AT_MOST: Final = 4
+"""Recorded requests on one method and path compared one by one with a live request; with
+more, the live request's index key picks the ones to compare (a key costs a few comparisons)."""
+
+
 class ReplaySession:
     """Answers live traffic from one cassette. Use from one event loop only (not thread-safe)."""
 
@@ -620,13 +625,14 @@ class ReplaySession:
         if exact is not None and not match_request(exact.request, request, matchers, self._ignore):
             return self._serve(exact)
         bucket = self._http.get(_http_key(request), ())
-        passes = (
-            (self._ignore, self._keyed_http.get(index_key(request, matchers, self._ignore), ())),
-            (self._loose, self._loosely_keyed_http.get(index_key(request, matchers, self._loose), ())),
-            (self._ignore, bucket),  # the one case keys miss (see `index_key`), rare: compare them all
-            (self._loose, bucket),
-        )
-        for ignore, sequences in passes:
+        scanned = ((self._ignore, bucket), (self._loose, bucket))
+        if len(bucket) > SCAN_AT_MOST:
+            keyed = (
+                (self._ignore, self._keyed_http.get(index_key(request, matchers, self._ignore), ())),
+                (self._loose, self._loosely_keyed_http.get(index_key(request, matchers, self._loose), ())),
+            )
+            scanned = (*keyed, *scanned)  # the scan then catches the one case keys miss (see `index_key`)
+        for ignore, sequences in scanned:
             for sequence in sequences:
                 if not match_request(sequence.request, request, matchers, ignore):
                     self._note_loose(ignore, sequence.request, request, matchers)
