@@ -12,9 +12,10 @@ A session and its players are not thread-safe: use them from one event loop only
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import ClassVar, Final, Literal, TypeAlias, cast
 
@@ -530,6 +531,62 @@ SCAN_AT_MOST: Final = 4
 more, the live request's index key picks the ones to compare (a key costs a few comparisons)."""
 
 
+class _HttpIndex:
+    """The recorded HTTP sequences, by (method, path shape) and by exact request.
+
+    A bucket that grows past `SCAN_AT_MOST` sequences is also indexed by their requests'
+    index keys (strict and loose), so that a request is compared with the few recorded ones
+    sharing its key rather than with all: matching cost does not grow with the cassette.
+    """
+
+    def __init__(self, matchers: Sequence[RequestMatcher], strict: Ignore, loose: Ignore) -> None:
+        self._matchers = matchers
+        self._ignores = (strict, loose)
+        self.buckets: dict[tuple[str, str], list[_HttpSequence]] = {}
+        self._exact: dict[tuple[str, str, str, bytes], _HttpSequence] = {}
+        self._keyed: dict[tuple[str, str], tuple[dict[Hashable, list[_HttpSequence]], ...]] = {}
+
+    def add(self, sequence: _HttpSequence) -> None:
+        self._exact[_exact_key(sequence.request)] = sequence
+        bucket_key = _http_key(sequence.request)
+        bucket = self.buckets.setdefault(bucket_key, [])
+        bucket.append(sequence)
+        keyed = self._keyed.get(bucket_key)
+        if keyed is None and len(bucket) > SCAN_AT_MOST:
+            keyed = self._keyed[bucket_key] = tuple({} for _ in self._ignores)
+            for earlier in bucket[:-1]:
+                self._add_keys(keyed, earlier)
+        if keyed is not None:
+            self._add_keys(keyed, sequence)
+
+    def _add_keys(self, keyed: tuple[dict[Hashable, list[_HttpSequence]], ...], sequence: _HttpSequence) -> None:
+        for ignore, by_key in zip(self._ignores, keyed, strict=True):
+            by_key.setdefault(index_key(sequence.request, self._matchers, ignore), []).append(sequence)
+
+    def exact(self, request: HttpRequest) -> _HttpSequence | None:
+        """The sequence recorded for exactly this method, path, query and body, if any."""
+        return self._exact.get(_exact_key(request))
+
+    def candidates(self, request: HttpRequest, *, loose: bool) -> Iterator[tuple[Ignore, _HttpSequence]]:
+        """The (ignore rules, sequence) pairs to compare `request` with, in order: under the
+        strict rules, then (`loose`) the loose ones. In a keyed bucket, those sharing the
+        request's key, then all of the bucket (for the one case keys miss, see `index_key`):
+        only a request that matches nothing pays for that."""
+        bucket_key = _http_key(request)
+        ignores = self._ignores if loose else self._ignores[:1]
+        keyed = self._keyed.get(bucket_key)
+        if keyed is not None:
+            for ignore, by_key in zip(ignores, keyed):
+                for sequence in by_key.get(index_key(request, self._matchers, ignore), ()):
+                    yield ignore, sequence
+            if not loose:
+                return
+        bucket = self.buckets.get(bucket_key, ())
+        for ignore in ignores:
+            for sequence in bucket:
+                yield ignore, sequence
+
+
 class ReplaySession:
     """Answers live traffic from one cassette. Use from one event loop only (not thread-safe)."""
 
@@ -540,13 +597,7 @@ class ReplaySession:
         self._loose = replace(self._ignore, digits_in_text=True)
         self._journal = _Journal()
         self._context = _Context(self.options, self._ignore, self._journal)
-        self._http: dict[tuple[str, str], list[_HttpSequence]] = {}
-        self._exact_http: dict[tuple[str, str, str, bytes], _HttpSequence] = {}
-        """Sequences by their request exactly as recorded: the fast path before fuzzy matching."""
-        self._keyed_http: dict[Hashable, list[_HttpSequence]] = {}
-        self._loosely_keyed_http: dict[Hashable, list[_HttpSequence]] = {}
-        """Sequences by their request's index key (strict, loose): a request is compared only
-        with the recorded requests that share its key, so matching does not grow with the cassette."""
+        self._http = _HttpIndex(self.options.http_matchers, self._ignore, self._loose)
         self._upgrades: dict[str, list[_RecordedUpgrade]] = {}
         self._index(cassette.records)
 
@@ -598,20 +649,18 @@ class ReplaySession:
         return Respond(exchange.response, self.options.scaled(exchange.duration))
 
     def _add_exchange(self, exchange: HttpExchange, answer: Respond | Fail) -> None:
+        """Add the exchange to the first sequence whose request it matches, or start one."""
         request, matchers = exchange.request, self.options.http_matchers
-        exact = self._exact_http.get(_exact_key(request))
-        key = index_key(request, matchers, self._ignore)
-        keyed = self._keyed_http.get(key, [])
-        for sequence in keyed if exact is None else [exact, *keyed]:
-            if not match_request(sequence.request, request, matchers, self._ignore):
+        exact = self._http.exact(request)
+        candidates = self._http.candidates(request, loose=False)
+        if exact is not None:
+            candidates = itertools.chain([(self._ignore, exact)], candidates)
+        for ignore, sequence in candidates:
+            if not match_request(sequence.request, request, matchers, ignore):
                 sequence.exchanges.append(exchange)
                 sequence.answers.append(answer)
                 return
-        sequence = _HttpSequence(request, [exchange], [answer])
-        self._http.setdefault(_http_key(request), []).append(sequence)
-        self._keyed_http.setdefault(key, []).append(sequence)
-        self._loosely_keyed_http.setdefault(index_key(request, matchers, self._loose), []).append(sequence)
-        self._exact_http[_exact_key(request)] = sequence
+        self._http.add(_HttpSequence(request, [exchange], [answer]))
 
     def _recorded_connection(self, open_record: WebSocketOpen, records: list[Record]) -> _RecordedUpgrade:
         return _RecordedUpgrade(open_record, _compile_script(open_record, records, self.options))
@@ -621,24 +670,15 @@ class ReplaySession:
     def answer_http(self, request: HttpRequest) -> HttpAnswer:
         """The recorded answer for a plain HTTP request; repeated requests get successive answers."""
         matchers = self.options.http_matchers
-        exact = self._exact_http.get(_exact_key(request))
+        exact = self._http.exact(request)
         if exact is not None and not match_request(exact.request, request, matchers, self._ignore):
             return self._serve(exact)
-        bucket = self._http.get(_http_key(request), ())
-        scanned = ((self._ignore, bucket), (self._loose, bucket))
-        if len(bucket) > SCAN_AT_MOST:
-            keyed = (
-                (self._ignore, self._keyed_http.get(index_key(request, matchers, self._ignore), ())),
-                (self._loose, self._loosely_keyed_http.get(index_key(request, matchers, self._loose), ())),
-            )
-            scanned = (*keyed, *scanned)  # the scan then catches the one case keys miss (see `index_key`)
-        for ignore, sequences in scanned:
-            for sequence in sequences:
-                if not match_request(sequence.request, request, matchers, ignore):
-                    self._note_loose(ignore, sequence.request, request, matchers)
-                    return self._serve(sequence)
-        candidates = (sequence.request for bucket in self._http.values() for sequence in bucket)
-        return self._unmatched("HTTP request", request, candidates, matchers)
+        for ignore, sequence in self._http.candidates(request, loose=True):
+            if not match_request(sequence.request, request, matchers, ignore):
+                self._note_loose(ignore, sequence.request, request, matchers)
+                return self._serve(sequence)
+        recorded = (sequence.request for bucket in self._http.buckets.values() for sequence in bucket)
+        return self._unmatched("HTTP request", request, recorded, matchers)
 
     def _serve(self, sequence: _HttpSequence) -> Respond | Fail:
         answer = sequence.next_answer()
@@ -692,7 +732,7 @@ class ReplaySession:
         journal = self._journal
         unused_exchanges = tuple(
             describe(exchange)
-            for bucket in self._http.values()
+            for bucket in self._http.buckets.values()
             for sequence in bucket
             for exchange in sequence.exchanges[sequence.served :]
         )
