@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import ssl
+from collections.abc import Callable
+
+from aiohttp import web
 
 from tests.support.staging_upstream import ScriptedUpstream, WsScript, require_header
 
@@ -32,7 +35,31 @@ def _select_token_subprotocol(offered: list[str]) -> str | None:
     return next((value for value in offered if value.startswith("jwt.")), None)
 
 
-def staging_upstream(ssl_context: ssl.SSLContext | None = None, host: str = "127.0.0.1") -> ScriptedUpstream:
+def require_token_subprotocol(request: web.Request) -> int | None:
+    """403 unless a ``jwt.<token>`` subprotocol is offered (how a browser's WebSocket authenticates)."""
+    offered = request.headers.get("Sec-WebSocket-Protocol", "")
+    return None if any(value.strip().startswith("jwt.") for value in offered.split(",")) else 403
+
+
+def browser_staging_upstream() -> ScriptedUpstream:
+    """The staging scenario for a browser-like client: upgrades authenticate by subprotocol,
+    and ``/drop`` greets, then loses the connection (no close frame) after the client's first message."""
+    upstream = staging_upstream(refuse=require_token_subprotocol)
+    upstream.websocket(
+        "/drop",
+        WsScript(
+            on_open=("hello",), drop_after=1, refuse=require_token_subprotocol, select_subprotocol=_select_token_subprotocol
+        ),
+    )
+    return upstream
+
+
+def staging_upstream(
+    ssl_context: ssl.SSLContext | None = None,
+    host: str = "127.0.0.1",
+    refuse: Callable[[web.Request], int | None] = require_header("Authorization"),
+) -> ScriptedUpstream:
+    """The staging scenario; `refuse` decides which upgrades are refused (default: without ``Authorization``)."""
     upstream = ScriptedUpstream(ssl_context=ssl_context, host=host)
     upstream.route("POST", "/auth/e2e/test-auth", status=401, json_body={"detail": "Invalid E2E bypass key"})
     upstream.route("GET", "/health", json_body={"status": "healthy"})
@@ -44,7 +71,7 @@ def staging_upstream(ssl_context: ssl.SSLContext | None = None, host: str = "127
                 {"type": "system_message", "data": {"event": "connection_established", "connection_ready": True}},
             ),
             reply=_agent_turn,
-            refuse=require_header("Authorization"),
+            refuse=refuse,
             select_subprotocol=_select_token_subprotocol,
         ),
     )
@@ -55,7 +82,7 @@ def staging_upstream(ssl_context: ssl.SSLContext | None = None, host: str = "127
             close_after=0,
             close_code=1008,
             close_reason="Authentication failed",
-            refuse=require_header("Authorization"),
+            refuse=refuse,
         ),
     )
     return upstream
