@@ -19,6 +19,7 @@ AUTH_FAILURE_FRAME = {
     "recovery_suggestions": None,
 }
 AGENT_EVENTS = ("agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_completed")
+REQUIRE_AUTHORIZATION = require_header("Authorization")
 
 
 def _agent_turn(message: str | bytes) -> list[str | bytes | dict]:
@@ -57,7 +58,7 @@ def browser_staging_upstream() -> ScriptedUpstream:
 def staging_upstream(
     ssl_context: ssl.SSLContext | None = None,
     host: str = "127.0.0.1",
-    refuse: Callable[[web.Request], int | None] = require_header("Authorization"),
+    refuse: Callable[[web.Request], int | None] = REQUIRE_AUTHORIZATION,
 ) -> ScriptedUpstream:
     """The staging scenario; `refuse` decides which upgrades are refused (default: without ``Authorization``)."""
     upstream = ScriptedUpstream(ssl_context=ssl_context, host=host)
