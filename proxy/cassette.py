@@ -84,13 +84,18 @@ def encode_header(header: CassetteHeader) -> dict[str, Any]:
     }
 
 
+def encode_frame(record_id: int, time: float, from_client: bool, is_text: bool, payload: bytes) -> list[Any]:
+    """The msgpack-ready array for a WebSocket frame record, from its fields."""
+    flags = (FLAG_FROM_CLIENT if from_client else 0) | (FLAG_TEXT if is_text else 0)
+    return [KIND_FRAME, record_id, _micros(time), flags, payload]
+
+
 def encode_record(record: Record) -> list[Any]:
     """The msgpack-ready array for one record."""
     head = [record.id, _micros(record.time)]
     match record:
         case WebSocketFrame():
-            flags = (FLAG_FROM_CLIENT if record.from_client else 0) | (FLAG_TEXT if record.is_text else 0)
-            return [KIND_FRAME, *head, flags, record.payload]
+            return encode_frame(record.id, record.time, record.from_client, record.is_text, record.payload)
         case HttpExchange():
             response = message_fields(record.response, bytes) if record.response else None
             return [KIND_HTTP, *head, message_fields(record.request, bytes), response, _micros(record.duration)]
@@ -441,6 +446,7 @@ class CassetteWriter:
         return cls(path, reader.header, _append=True), last_id
 
     def _write(self, value: Any) -> None:
+        """Pack `value` and hand it to the OS in one write call (the rest, if it takes only part)."""
         fd = self._fd
         if fd is None:
             raise self._closed_error()
@@ -457,25 +463,8 @@ class CassetteWriter:
         self._write(encode_record(record))
 
     def write_frame(self, record_id: int, time: float, from_client: bool, is_text: bool, payload: bytes) -> None:
-        """Write a WebSocket frame record without building it first (the recorder's hot path).
-
-        The bytes are those ``write(WebSocketFrame(record_id, time, from_client, is_text, payload))``
-        writes (msgpack packs the tuple as the array `encode_record` makes), in one write call
-        like `_write`'s; its steps are inlined because this runs once per relayed message.
-        """
-        fd = self._fd
-        if fd is None:
-            raise self._closed_error()
-        micros = round(time * 1_000_000)
-        flags = (FLAG_FROM_CLIENT if from_client else 0) | (FLAG_TEXT if is_text else 0)
-        data = self._packer.pack((KIND_FRAME, record_id, micros if micros > 0 else 0, flags, payload))
-        size = len(data)
-        if size > MAX_RECORD_BYTES:
-            raise _too_large(size)
-        written = os.write(fd, data)
-        if written < size:
-            _write_rest(fd, data, written)
-        self.bytes_written += size
+        """``write(WebSocketFrame(record_id, time, ...))`` without building the record (the recorder's hot path)."""
+        self._write(encode_frame(record_id, time, from_client, is_text, payload))
 
     def _closed_error(self) -> CassetteError:
         return CassetteError(f"cassette {self.path} is already closed")
