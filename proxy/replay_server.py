@@ -171,6 +171,7 @@ class ReplayServer:
             compress=accepted.deflate,
             max_msg_size=MAX_RECORD_BYTES,
             timeout=CLOSE_TIMEOUT,
+            autoclose=False,
         )
         connection = _Connection(ws, request, accepted.player)
         if request.transport is not None and ws.can_prepare(request).ok:
@@ -202,7 +203,9 @@ class ReplayServer:
             elif message.type is WSMsgType.BINARY:
                 _dispatch(connection, player.client_frame(False, message.data), loop.time())
             elif message.type is WSMsgType.CLOSE:
-                _dispatch(connection, player.client_closed(message.data, message.extra or ""), loop.time())
+                reason = message.extra or ""
+                _dispatch(connection, player.client_closed(message.data, reason), loop.time())
+                await _echo_close(ws, message.data, reason)
                 return
             else:
                 if not connection.ending:
@@ -290,6 +293,15 @@ async def _perform(connection: _Connection) -> None:
                     connection.ending = True
                     _drop(connection)
                     return
+    except ConnectionError:
+        return
+
+
+async def _echo_close(ws: web.WebSocketResponse, code: int, reason: str) -> None:
+    """Answer a client's close with its own code and reason, as mitmproxy (and the `websockets`
+    server) do, so that a client sees the same close replayed directly and through the proxy."""
+    try:
+        await ws.close(code=NORMAL if code == NO_STATUS else code, message=reason.encode(), drain=False)
     except ConnectionError:
         return
 

@@ -397,6 +397,27 @@ async def test_reverse_proxy_replays_the_core_scenario(mitm_confdir: Path, tmp_p
     assert report is not None and report.clean, report.format()
 
 
+async def test_a_clients_close_comes_back_as_it_sent_it_directly_and_through_the_proxy(
+    mitm_confdir: Path, tmp_path: Path
+) -> None:
+    async def close_after_greeting(url: str) -> tuple[int, str]:
+        async with connect(url, open_timeout=TIMEOUT, close_timeout=TIMEOUT) as connection:
+            await asyncio.wait_for(connection.recv(), TIMEOUT)
+            await connection.close(4001, "bye for now")
+        assert connection.close_code is not None
+        return connection.close_code, connection.close_reason or ""
+
+    async with replay_server(staging_records()) as direct:
+        directly = await close_after_greeting(ws_url(direct))
+    async with replaying_proxy(staging_records(), f"reverse:https://{STAGING_HOST}", mitm_confdir, tmp_path) as (
+        _,
+        port,
+        _replayer,
+    ):
+        proxied = await close_after_greeting(f"ws://127.0.0.1:{port}/ws")
+    assert directly == proxied == (4001, "bye for now")
+
+
 async def test_regular_proxy_intercepts_hard_coded_staging_urls(mitm_confdir: Path, tmp_path: Path) -> None:
     async with replaying_proxy(staging_records(), "regular", mitm_confdir, tmp_path) as (host, port, replayer):
         trust = ssl.create_default_context(cafile=str(host.ca_cert_path))
