@@ -22,7 +22,6 @@ import proxy
 from proxy.cassette import CassetteError, CassetteWriter
 from proxy.flows import is_replayed, request_record, response_record
 from proxy.recording import Recording
-from proxy.redaction import RedactionRules, Redactor
 from proxy.records import (
     CassetteHeader,
     ConnectionFailure,
@@ -30,6 +29,7 @@ from proxy.records import (
     WebSocketClose,
     WebSocketOpen,
 )
+from proxy.redaction import RedactionRules, Redactor
 
 log = logging.getLogger("wsreplay.record")
 
@@ -100,6 +100,7 @@ class Recorder:
             raise exceptions.OptionsError("wsreplay_metadata must be a JSON object") from None
         if not isinstance(metadata, dict):
             raise exceptions.OptionsError("wsreplay_metadata must be a JSON object")
+        self.redactor = self._new_redactor()
         header = CassetteHeader(
             created=time.time(),
             wsreplay_version=proxy.__version__,
@@ -107,6 +108,8 @@ class Recorder:
             upstream=" ".join(ctx.options.mode),
             metadata=metadata,
         )
+        if self.redactor is not None:
+            header = self.redactor.header(header)
         last_id = 0
         try:
             if ctx.options.wsreplay_append and os.path.exists(ctx.options.wsreplay_output):
@@ -115,7 +118,6 @@ class Recorder:
                 writer = CassetteWriter(ctx.options.wsreplay_output, header, overwrite=ctx.options.wsreplay_overwrite)
         except CassetteError as exc:
             raise exceptions.OptionsError(str(exc)) from None
-        self.redactor = self._new_redactor()
         self.recording = Recording(writer, self.redactor, last_id)
         log.info("recording into %s", writer.path)
 

@@ -29,6 +29,7 @@ from proxy.cassette import Cassette
 from proxy.jwt import JWT_PATTERN
 from proxy.records import (
     Annotation,
+    CassetteHeader,
     ConnectionFailure,
     Headers,
     HttpExchange,
@@ -50,6 +51,7 @@ __all__ = [
     "has_jwt",
     "is_placeholder",
     "is_redacted_jwt",
+    "map_metadata",
     "map_record",
     "name_says_secret",
     "placeholder_signature",
@@ -225,6 +227,11 @@ def map_record(record: Record, rules: RedactionRules, visitor: Visitor) -> Recor
     return record
 
 
+def map_metadata(metadata: dict[str, Any], rules: RedactionRules, visitor: Visitor) -> dict[str, Any]:
+    """The cassette header's metadata with every secret-bearing value replaced by what `visitor` returns."""
+    return _Walk(rules, visitor).json(metadata, "$", "header metadata")
+
+
 @dataclass(frozen=True, slots=True)
 class _Walk:
     rules: RedactionRules
@@ -374,6 +381,10 @@ class Redactor:
             return record
         return map_record(record, self.rules, self)
 
+    def header(self, header: CassetteHeader) -> CassetteHeader:
+        """`header` with its metadata redacted like a JSON body (secret-named fields, JWTs...)."""
+        return replace(header, metadata=map_metadata(header.metadata, self.rules, self))
+
     def leaves_frame_unchanged(self, payload: bytes) -> bool:
         """A cheap, exact pre-check on a raw frame (the recorder's hot path): True only when
         redacting a frame with this payload would return it as it is, and count nothing.
@@ -442,9 +453,10 @@ class Redactor:
 
 
 def redact_cassette(cassette: Cassette, rules: RedactionRules | None = None) -> Cassette:
-    """A redacted copy of `cassette`, ending with the redaction summary."""
+    """A redacted copy of `cassette` (header metadata included), ending with the redaction summary."""
     redactor = Redactor(rules)
     redactor.learn(cassette.records)
+    header = redactor.header(cassette.header)
     records = [redactor(record) for record in cassette.records]
     end = max((record.time for record in cassette.records), default=0.0)
-    return Cassette(cassette.header, [*records, redactor.summary_annotation(end)])
+    return Cassette(header, [*records, redactor.summary_annotation(end)])

@@ -12,10 +12,20 @@ from collections import Counter
 from dataclasses import dataclass
 
 from proxy.cassette import Cassette
-from proxy.redaction import RedactionRules, has_jwt, is_placeholder, is_redacted_jwt, map_record, sub_jwts
+from proxy.redaction import (
+    RedactionRules,
+    has_jwt,
+    is_placeholder,
+    is_redacted_jwt,
+    map_metadata,
+    map_record,
+    sub_jwts,
+)
 
 __all__ = ["Finding", "looks_random", "scan_cassette"]
 
+HEADER_ID = 0
+"""The record id a finding in the cassette header's metadata is reported under."""
 MIN_RANDOM_LENGTH = 16
 MIN_RANDOM_BITS_PER_CHAR = 3.5
 
@@ -71,7 +81,9 @@ class _Scanner:
 def scan_cassette(cassette: Cassette, rules: RedactionRules | None = None) -> list[Finding]:
     """Every place in `cassette` where something still looks like a secret."""
     rules = rules or RedactionRules()
-    findings: list[Finding] = []
+    scanner = _Scanner()
+    map_metadata(cassette.header.metadata, rules, scanner)
+    findings = [Finding(HEADER_ID, 0.0, where, reason) for where, reason in scanner.found]
     for record in cassette.records:
         scanner = _Scanner()
         map_record(record, rules, scanner)

@@ -33,6 +33,7 @@ from proxy.records import (
 from proxy.redaction import (
     RedactionRules,
     Redactor,
+    is_placeholder,
     is_redacted_jwt,
     name_says_secret,
     placeholder_signature,
@@ -394,12 +395,34 @@ def test_scan_names_every_kind_of_leftover() -> None:
     assert str(finding) == "#2 at 0.500s, client frame json $.api_key: high-entropy value in a secret-named field"
 
 
+def test_header_metadata_is_redacted_and_scanned() -> None:
+    header = CassetteHeader(
+        created=1_700_000_000.0, wsreplay_version="test", metadata={"run": "nightly", "api_key": REFRESH, "note": TOKEN}
+    )
+    leftovers = Cassette(header, [login()])
+    assert {(f.record_id, f.where, f.reason) for f in scan_cassette(leftovers) if f.record_id == 0} == {
+        (0, "header metadata json $.api_key", "high-entropy value in a secret-named field"),
+        (0, "header metadata json $.note", "JWT with a real signature"),
+    }
+    redacted = redact_cassette(leftovers)
+    metadata = redacted.header.metadata
+    assert metadata["run"] == "nightly" and is_placeholder(metadata["api_key"]) and is_redacted_jwt(metadata["note"])
+    assert scan_cassette(redacted) == []
+    summary = redacted.records[-1]
+    assert isinstance(summary, Annotation)
+    assert "header metadata json $.api_key" in {entry["where"] for entry in summary.data["redactions"]}
+
+
 def test_scan_passes_a_redacted_cassette() -> None:
     records = [login(), upgrade(query=f"token={TOKEN}"), frame({"refresh_token": REFRESH}, from_client=True)]
     assert scan_cassette(redact_cassette(cassette(records))) == []
 
 
 # --- end to end: the sample staging server recorded through mitmproxy -----------
+
+
+CI_TOKEN = "ghp_" + "7Qm2xK9vLr4TzW8pN3sY6bJd1Hf5Ga0cEu"
+METADATA = {"suite": "staging-e2e", "ci_token": CI_TOKEN}
 
 
 @asynccontextmanager
@@ -409,7 +432,11 @@ async def recording_proxy(
     settings = ProxySettings(
         mode=f"reverse:http://127.0.0.1:{upstream_port}",
         confdir=str(confdir),
-        extra_options={"wsreplay_output": str(output), "wsreplay_redact": str(redact).lower()},
+        extra_options={
+            "wsreplay_output": str(output),
+            "wsreplay_redact": str(redact).lower(),
+            "wsreplay_metadata": json.dumps(METADATA),
+        },
     )
     host = ProxyHost(settings, [Recorder()])
     _, port = await asyncio.wait_for(host.start(), TIMEOUT)
@@ -465,10 +492,11 @@ async def test_recording_the_staging_session_leaves_no_secret_in_the_file(tmp_pa
         await asyncio.wait_for(server.close(), TIMEOUT)
 
     raw = redacted_path.read_bytes()
-    for name, secret in secrets.items():
+    for name, secret in {**secrets, "CI token in the metadata": CI_TOKEN}.items():
         assert secret.encode() not in raw, f"the {name} leaked into the cassette"
     redacted = load_cassette(redacted_path)
     assert scan_cassette(redacted) == []
+    assert redacted.header.metadata["suite"] == "staging-e2e" and is_placeholder(redacted.header.metadata["ci_token"])
     opened = next(r for r in redacted.records if isinstance(r, WebSocketOpen))
     token = opened.request.header("Authorization").removeprefix("Bearer ")
     assert is_redacted_jwt(token) and decode_unverified(token)[1]["aud"] == "netra-platform"
@@ -484,4 +512,5 @@ async def test_recording_the_staging_session_leaves_no_secret_in_the_file(tmp_pa
         "response body json $.refresh_token",
         "upgrade request header Authorization",
         "upgrade request header Sec-WebSocket-Protocol",
+        "header metadata json $.ci_token",
     } <= leaks
