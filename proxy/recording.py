@@ -98,9 +98,7 @@ class Recording:
         field, holds no JWT and no secret seen before) is written without building the record;
         the cassette bytes are the same either way.
         """
-        time = wall_time - self.writer.header.created
-        if not time > 0.0:  # offset()'s max(0.0, ...), inlined
-            time = 0.0
+        time = self.offset(wall_time)
         unchanged = self._frame_unchanged
         if unchanged is None or not unchanged(payload):
             self.add(WebSocketFrame(record_id, time, from_client, is_text, payload))
