@@ -18,18 +18,18 @@ from collections.abc import Sequence
 
 from mitmproxy import ctx, exceptions, http
 
-import proxy
-from proxy.cassette import CassetteError, CassetteWriter
-from proxy.flows import is_replayed, request_record, response_record
-from proxy.recording import Recording
-from proxy.records import (
+import wsreplay
+from wsreplay.cassette import CassetteError, CassetteWriter
+from wsreplay.flows import is_replayed, request_record, response_record
+from wsreplay.recording import Recording
+from wsreplay.records import (
     CassetteHeader,
     ConnectionFailure,
     HttpExchange,
     WebSocketClose,
     WebSocketOpen,
 )
-from proxy.redaction import RedactionRules, Redactor
+from wsreplay.redaction import RedactionRules, Redactor
 
 log = logging.getLogger("wsreplay.record")
 
@@ -103,7 +103,7 @@ class Recorder:
         self.redactor = self._new_redactor()
         header = CassetteHeader(
             created=time.time(),
-            wsreplay_version=proxy.__version__,
+            wsreplay_version=wsreplay.__version__,
             mode="record",
             upstream=" ".join(ctx.options.mode),
             metadata=metadata,

@@ -19,10 +19,10 @@ from collections.abc import Sequence
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.proxy.server_hooks import ServerConnectionHookData
 
-from proxy.cassette import CassetteError, load_cassette
-from proxy.flows import mark_replayed, request_record, to_mitmproxy_response
-from proxy.replay import Accepted, ReplayOptions, ReplayReport, ReplaySession, Unmatched, parse_speed
-from proxy.replay_server import CONNECTION_HEADER, ReplayServer
+from wsreplay.cassette import CassetteError, load_cassette
+from wsreplay.flows import mark_replayed, request_record, to_mitmproxy_response
+from wsreplay.replay import Accepted, ReplayOptions, ReplayReport, ReplaySession, Unmatched, parse_speed
+from wsreplay.replay_server import CONNECTION_HEADER, ReplayServer
 
 log = logging.getLogger("wsreplay.replay")
 

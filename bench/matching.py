@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from proxy.cassette import Cassette, load_cassette, write_cassette
-from proxy.records import CassetteHeader, HttpExchange, HttpRequest, HttpResponse
-from proxy.replay import ReplayOptions, ReplaySession
+from wsreplay.cassette import Cassette, load_cassette, write_cassette
+from wsreplay.records import CassetteHeader, HttpExchange, HttpRequest, HttpResponse
+from wsreplay.replay import ReplayOptions, ReplaySession
 
 HOST = "api.example.test"
 REQUEST_HEADERS = (("Host", HOST), ("User-Agent", "bench/1.0"), ("Accept", "application/json"))

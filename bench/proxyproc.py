@@ -87,7 +87,7 @@ def serve(conn: Connection, config: ProxyConfig) -> None:
         os.sched_setaffinity(0, config.cpus)
     logging.getLogger("mitmproxy").setLevel(logging.ERROR)
     logging.getLogger("wsreplay").setLevel(logging.ERROR)
-    from proxy.mitm import ProxyHost, ProxySettings
+    from wsreplay.mitm import ProxyHost, ProxySettings
 
     probe = _Probe()
     hook_timer: _HookTimer | None = None
@@ -95,14 +95,14 @@ def serve(conn: Connection, config: ProxyConfig) -> None:
     extra = dict(config.extra)
     strategy = "eager"
     if config.kind == "recorder":
-        from addons.recorder import Recorder
+        from wsreplay.addons.recorder import Recorder
 
         recorder = Recorder()
         hook_timer = _HookTimer(recorder)
         addons.append(recorder)
         extra.update(wsreplay_output=str(config.cassette), wsreplay_overwrite="true")
     elif config.kind == "replayer":
-        from addons.replayer import Replayer
+        from wsreplay.addons.replayer import Replayer
 
         addons.append(Replayer())
         extra.update(wsreplay_cassette=str(config.cassette), wsreplay_speed="max")

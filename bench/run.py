@@ -192,8 +192,8 @@ def proxy_cpu_seconds(pid: int) -> float:
 def replay_engine_status() -> tuple[bool, str]:
     try:
         import addons.replayer  # noqa: F401
-        import proxy.replay  # noqa: F401
-        import proxy.replay_server  # noqa: F401
+        import wsreplay.replay  # noqa: F401
+        import wsreplay.replay_server  # noqa: F401
     except Exception as exc:  # the engine is being written: any import failure means "not yet"
         return False, f"replay engine not importable ({type(exc).__name__}: {exc})"
     tests = ROOT / "tests" / "test_replay_server.py"
@@ -467,9 +467,9 @@ async def websocket_benchmarks(params: Params, work: Path, figures: list[Figure]
             "plain": lambda: _plain_burst(plain_url, params.frames, last[params.frames])
         }
         if replay_ok:
-            from proxy.cassette import load_cassette
-            from proxy.replay import ReplayOptions, ReplaySession
-            from proxy.replay_server import ReplayServer
+            from wsreplay.cassette import load_cassette
+            from wsreplay.replay import ReplayOptions, ReplaySession
+            from wsreplay.replay_server import ReplayServer
 
             queries = [f"n={n}" for n in dict.fromkeys((params.warmup_frames, params.frames))]
             raw["replay_direct_cassette_frames"] = storage.select_connections(recorded, queries, direct_cassette)
@@ -638,7 +638,7 @@ def storage_benchmarks(params: Params, work: Path, figures: list[Figure], raw: d
 
 def http_benchmarks(params: Params, work: Path, figures: list[Figure], raw: dict[str, Any], skipped: list[str]) -> None:
     try:
-        import proxy.replay  # noqa: F401
+        import wsreplay.replay  # noqa: F401
     except Exception as exc:
         skipped.append(f"HTTP matching rows: replay engine not importable ({exc})")
         return

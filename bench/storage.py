@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from proxy.cassette import CassetteReader, CassetteWriter, load_cassette
-from proxy.records import CassetteHeader, Record, WebSocketFrame, WebSocketOpen
-from proxy.timeline import record_as_dict
+from wsreplay.cassette import CassetteReader, CassetteWriter, load_cassette
+from wsreplay.records import CassetteHeader, Record, WebSocketFrame, WebSocketOpen
+from wsreplay.timeline import record_as_dict
 
 
 def connection_records(cassette_path: Path, query: str) -> list[Record]:

@@ -16,7 +16,7 @@ from typing import IO, Any, BinaryIO
 
 import msgpack
 
-from proxy.records import (
+from wsreplay.records import (
     Annotation,
     CassetteHeader,
     ConnectionFailure,

@@ -15,16 +15,16 @@ from typing import TYPE_CHECKING, NoReturn
 
 import click
 
-import proxy
-from proxy.cassette import CassetteError, open_cassette
-from proxy.timeline import record_as_dict, timeline_line
-from proxy.upstream import reverse_mode
+import wsreplay
+from wsreplay.cassette import CassetteError, open_cassette
+from wsreplay.timeline import record_as_dict, timeline_line
+from wsreplay.upstream import reverse_mode
 
 if TYPE_CHECKING:
-    from proxy.cassette import Cassette
-    from proxy.mitm import ProxyHost, ProxySettings
-    from proxy.redaction import RedactionRules
-    from proxy.replay import ReplayReport
+    from wsreplay.cassette import Cassette
+    from wsreplay.mitm import ProxyHost, ProxySettings
+    from wsreplay.redaction import RedactionRules
+    from wsreplay.replay import ReplayReport
 
 EXIT_BAD_INPUT = 2
 EXIT_COMMAND_NOT_RUN = 127
@@ -75,7 +75,7 @@ async def run_until_stopped(
 
     `on_ready` announces the proxy and returns the environment `command` runs with.
     """
-    from proxy.mitm import ProxyHost
+    from wsreplay.mitm import ProxyHost
 
     host = ProxyHost(settings, addons)
     bound_host, bound_port = await host.start()
@@ -124,7 +124,7 @@ def reverse_environment(host: str, port: int) -> dict[str, str]:
 
 def announce_environment(proxy_host: ProxyHost, host: str, port: int, mode: str, quiet: bool) -> dict[str, str]:
     """The environment for clients of this proxy; printed unless a command gets it directly."""
-    from proxy.trust import proxy_environment, write_ca_bundle
+    from wsreplay.trust import proxy_environment, write_ca_bundle
 
     if mode != "regular":
         return reverse_environment(host, port)
@@ -197,7 +197,7 @@ def proxy_settings(
     wsreplay_options: dict[str, str | list[str]],
     **settings: object,
 ) -> ProxySettings:
-    from proxy.mitm import ProxySettings
+    from wsreplay.mitm import ProxySettings
 
     return ProxySettings(
         mode=mode_spec,
@@ -214,7 +214,7 @@ def serve_proxy(
     settings: ProxySettings, addons: Sequence[object], banner: str, mode: str, command: tuple[str, ...]
 ) -> int:
     """Run the proxy (and `command` under it); one clear sentence if it cannot start."""
-    from proxy.mitm import ProxyStartError
+    from wsreplay.mitm import ProxyStartError
 
     def ready(proxy_host: ProxyHost, host: str, port: int) -> dict[str, str]:
         stop_hint = f"running {' '.join(command)}" if command else "Ctrl-C to stop"
@@ -243,13 +243,13 @@ def with_options(options: list[Callable]) -> Callable:
 
 
 def _rules(redact_header: tuple[str, ...], redact_field: tuple[str, ...]) -> RedactionRules:
-    from proxy.redaction import RedactionRules
+    from wsreplay.redaction import RedactionRules
 
     return RedactionRules().extended(headers=redact_header, fields=redact_field)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(proxy.__version__, prog_name="wsreplay")
+@click.version_option(wsreplay.__version__, prog_name="wsreplay")
 def main() -> None:
     """Record and replay WebSocket and HTTP sessions through mitmproxy."""
 
@@ -296,8 +296,8 @@ def record(
     cookies, fields named like keys, tokens, secrets or passwords, and JWT signatures
     (their claims stay readable).
     """
-    from addons.recorder import Recorder
-    from addons.resolver import Resolver
+    from wsreplay.addons.recorder import Recorder
+    from wsreplay.addons.resolver import Resolver
 
     if mode == "reverse":
         if not upstream:
@@ -388,7 +388,7 @@ def sample_server(
     listen: tuple[str, int], bypass_key: str | None, auth_bug: bool, drop_events: tuple[str, ...], event_interval: float
 ) -> None:
     """Run the bundled sample staging server (auth endpoint, health, /ws)."""
-    from proxy.sample_server import DEFAULT_BYPASS_KEY, SampleServerConfig, serve_forever
+    from wsreplay.sample_server import DEFAULT_BYPASS_KEY, SampleServerConfig, serve_forever
 
     config = SampleServerConfig(
         bypass_key=bypass_key or DEFAULT_BYPASS_KEY,
@@ -406,7 +406,7 @@ def sample_server(
 
 
 def _load(path: Path) -> Cassette:
-    from proxy.cassette import load_cassette
+    from wsreplay.cassette import load_cassette
 
     try:
         cassette = load_cassette(path)
@@ -428,8 +428,8 @@ def _load(path: Path) -> Cassette:
 @with_options(redaction_options)
 def redact(source: Path, output: Path, overwrite: bool, redact_header: tuple[str, ...], redact_field: tuple[str, ...]) -> None:
     """Write a copy of a cassette with its secrets replaced by placeholders."""
-    from proxy.cassette import write_cassette
-    from proxy.redaction import redact_cassette
+    from wsreplay.cassette import write_cassette
+    from wsreplay.redaction import redact_cassette
 
     cassette = _load(source)
     redacted = redact_cassette(cassette, _rules(redact_header, redact_field))
@@ -447,7 +447,7 @@ def redact(source: Path, output: Path, overwrite: bool, redact_header: tuple[str
 @with_options(redaction_options)
 def scan(cassette: Path, redact_header: tuple[str, ...], redact_field: tuple[str, ...]) -> None:
     """Exit 1 and list the places where something that looks like a secret remains."""
-    from proxy.scan import scan_cassette
+    from wsreplay.scan import scan_cassette
 
     findings = scan_cassette(_load(cassette), _rules(redact_header, redact_field))
     for finding in findings:
@@ -506,8 +506,8 @@ def replay(
     With `-- COMMAND...`, run the command with the proxy's environment, stop when it
     ends and exit with its status (or 1 under --strict when the replay was not clean).
     """
-    from addons.replayer import Replayer
-    from proxy.replay import parse_speed
+    from wsreplay.addons.replayer import Replayer
+    from wsreplay.replay import parse_speed
 
     try:
         parse_speed(speed)
@@ -551,8 +551,8 @@ def replay(
 async def _replay_direct(
     cassette: Cassette, listen: tuple[str, int], speed: str, on_mismatch: str, ignore: tuple[str, ...]
 ) -> ReplayReport:
-    from proxy.replay import ReplayOptions, ReplaySession, parse_speed
-    from proxy.replay_server import ReplayServer
+    from wsreplay.replay import ReplayOptions, ReplaySession, parse_speed
+    from wsreplay.replay_server import ReplayServer
 
     session = ReplaySession(cassette, ReplayOptions(parse_speed(speed), on_mismatch, tuple(ignore)))
     server = ReplayServer(session, listen[0], listen[1])
@@ -581,8 +581,8 @@ def demo(output: Path, confdir: Path | None) -> None:
     """Record a session from the bundled sample server, replay it offline, compare the two."""
     import aiohttp
 
-    from proxy.demo import record_demo, replay_demo
-    from proxy.mitm import ProxyStartError
+    from wsreplay.demo import record_demo, replay_demo
+    from wsreplay.mitm import ProxyStartError
 
     confdir_arg = str(confdir) if confdir else None
     try:
@@ -626,7 +626,7 @@ def diff(
 
     Exit status 0 when they are the same, 1 when they differ, 2 on bad input.
     """
-    from proxy.compare import HEARTBEAT_EVENTS, DiffOptions, diff_records
+    from wsreplay.compare import HEARTBEAT_EVENTS, DiffOptions, diff_records
 
     options = DiffOptions(
         key=key,
@@ -650,7 +650,7 @@ def diff(
 @click.option("--json", "as_json", is_flag=True, help="Print the verdicts as JSON.")
 def verify(cassette: Path, expect: str | None, key: str | None, as_json: bool) -> None:
     """Check that every chat turn carries the expected agent events (exit 1 if not)."""
-    from proxy.verify import DEFAULT_EXPECTATION, ExpectationError, verify_records
+    from wsreplay.verify import DEFAULT_EXPECTATION, ExpectationError, verify_records
 
     records = _load(cassette).records
     try:
@@ -667,7 +667,7 @@ def verify(cassette: Path, expect: str | None, key: str | None, as_json: bool) -
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="File to write (default: stdout).")
 def export(cassette: Path, output_format: str, output: Path | None) -> None:
     """Write a cassette as HAR 1.2 (WebSocket frames in Chrome's _webSocketMessages) or as JSON."""
-    from proxy.har import cassette_as_json, cassette_to_har
+    from wsreplay.har import cassette_as_json, cassette_to_har
 
     loaded = _load(cassette)
     document = cassette_to_har(loaded) if output_format == "har" else cassette_as_json(loaded)
@@ -688,7 +688,7 @@ def export(cassette: Path, output_format: str, output: Path | None) -> None:
 @click.option("--overwrite", is_flag=True, help="Replace the output if it exists.")
 def import_(source: Path, output: Path, overwrite: bool) -> None:
     """Make a cassette from a HAR (browser, Playwright, wsreplay) or a mitmproxy flow file."""
-    from proxy.importers import import_file, write_imported
+    from wsreplay.importers import import_file, write_imported
 
     try:
         summary = write_imported(import_file(source), output, overwrite=overwrite)
@@ -710,7 +710,7 @@ def env(proxy_address: tuple[str, int], confdir: Path | None, shell: bool) -> No
     """
     import shlex
 
-    from proxy.trust import ensure_ca, proxy_environment, write_ca_bundle
+    from wsreplay.trust import ensure_ca, proxy_environment, write_ca_bundle
 
     host, port = proxy_address
     try:
@@ -719,6 +719,18 @@ def env(proxy_address: tuple[str, int], confdir: Path | None, shell: bool) -> No
         fail(f"cannot write the CA bundle in {exc.filename or confdir}: {exc.strerror}")
     for name, value in proxy_environment(f"http://{host}:{port}", bundle).items():
         click.echo(f"export {name}={shlex.quote(value)}" if shell else f"{name}={value}")
+
+
+@main.command()
+def addons() -> None:
+    """Print the paths of wsreplay's mitmproxy addons, for `mitmdump -s PATH`.
+
+    `lost_connections` first: load it with `recorder` or `replayer`, as wsreplay does.
+    """
+    from wsreplay.addons import ADDON_FILES
+
+    for path in ADDON_FILES:
+        click.echo(path)
 
 
 def entry_point() -> NoReturn:

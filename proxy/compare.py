@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any, TypeVar
 
-from proxy.records import (
+from wsreplay.records import (
     ConnectionFailure,
     HttpExchange,
     Record,

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import aiohttp
 
-from proxy.mitm import ProxyHost, ProxySettings
-from proxy.sample_server import DEFAULT_BYPASS_KEY, SampleServerConfig, start_sample_server
+from wsreplay.mitm import ProxyHost, ProxySettings
+from wsreplay.sample_server import DEFAULT_BYPASS_KEY, SampleServerConfig, start_sample_server
 
 TIMEOUT = aiohttp.ClientTimeout(total=15)
 MAX_FRAMES = 100
@@ -90,7 +90,7 @@ async def _read_frames(ws: aiohttp.ClientWebSocketResponse, lines: Transcript, u
 
 
 async def record_demo(cassette: Path, confdir: str | None) -> Transcript:
-    from addons.recorder import Recorder
+    from wsreplay.addons.recorder import Recorder
 
     server = await start_sample_server(config=SampleServerConfig(heartbeat_interval=3600))
     try:
@@ -110,7 +110,7 @@ async def record_demo(cassette: Path, confdir: str | None) -> Transcript:
 
 
 async def replay_demo(cassette: Path, confdir: str | None) -> Transcript:
-    from addons.replayer import Replayer
+    from wsreplay.addons.replayer import Replayer
 
     settings = ProxySettings(
         mode="reverse:http://127.0.0.1:9",

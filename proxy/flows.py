@@ -6,7 +6,7 @@ import time
 
 from mitmproxy import http
 
-from proxy.records import Headers, HttpRequest, HttpResponse
+from wsreplay.records import Headers, HttpRequest, HttpResponse
 
 
 REPLAYED_MARK = "wsreplay_replayed"

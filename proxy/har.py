@@ -18,9 +18,9 @@ from urllib.parse import parse_qsl, urlsplit
 
 from mitmproxy.net import encoding
 
-import proxy
-from proxy.cassette import Cassette, CassetteError, decode_header, encode_header
-from proxy.records import (
+import wsreplay
+from wsreplay.cassette import Cassette, CassetteError, decode_header, encode_header
+from wsreplay.records import (
     Annotation,
     CassetteHeader,
     ConnectionFailure,
@@ -34,7 +34,7 @@ from proxy.records import (
     WebSocketOpen,
     header_value,
 )
-from proxy.timeline import record_as_dict
+from wsreplay.timeline import record_as_dict
 
 HAR_VERSION = "1.2"
 OPCODE_TEXT = 1
@@ -104,7 +104,7 @@ def cassette_to_har(cassette: Cassette) -> dict[str, Any]:
     return {
         "log": {
             "version": HAR_VERSION,
-            "creator": {"name": "wsreplay", "version": proxy.__version__},
+            "creator": {"name": "wsreplay", "version": wsreplay.__version__},
             "entries": [_entry(group, origin) for group in groups],
             "_wsreplay": {
                 "header": encode_header(cassette.header),
@@ -313,7 +313,7 @@ def _header(saved: dict[str, Any], log: dict[str, Any], first_start: float, name
     made_by = " ".join(str(creator[k]) for k in ("name", "version") if k in creator)
     return CassetteHeader(
         created=first_start,
-        wsreplay_version=proxy.__version__,
+        wsreplay_version=wsreplay.__version__,
         mode="import",
         metadata={"imported_from": "har", "creator": made_by},
     )

@@ -17,12 +17,12 @@ from mitmproxy.exceptions import FlowReadException
 from mitmproxy.flow import Flow
 from mitmproxy.io import FlowReader
 
-import proxy
-from proxy.cassette import Cassette, CassetteError, CassetteWriter, NotACassetteError, open_cassette
-from proxy.flows import request_record, response_record
-from proxy.har import HarError, har_to_cassette, in_recording_order
-from proxy.recording import Recording
-from proxy.records import (
+import wsreplay
+from wsreplay.cassette import Cassette, CassetteError, CassetteWriter, NotACassetteError, open_cassette
+from wsreplay.flows import request_record, response_record
+from wsreplay.har import HarError, har_to_cassette, in_recording_order
+from wsreplay.recording import Recording
+from wsreplay.records import (
     CassetteHeader,
     ConnectionFailure,
     HttpExchange,
@@ -113,7 +113,7 @@ def flows_to_cassette(flows: Iterable[Flow], name: str = "flows") -> Cassette:
         records += flow_records(flow, record_id, origin)
     header = CassetteHeader(
         created=origin,
-        wsreplay_version=proxy.__version__,
+        wsreplay_version=wsreplay.__version__,
         mode="import",
         metadata={"imported_from": "mitmproxy"},
     )

@@ -17,8 +17,8 @@ from functools import lru_cache
 from typing import Any, Final, TypeAlias
 from urllib.parse import parse_qsl
 
-from proxy.jwt import JWT_PATTERN, decode_unverified
-from proxy.records import HttpRequest, WebSocketFrame
+from wsreplay.jwt import JWT_PATTERN, decode_unverified
+from wsreplay.records import HttpRequest, WebSocketFrame
 
 __all__ = [
     "DEFAULT_HTTP_MATCHERS",

@@ -32,8 +32,8 @@ from mitmproxy.connection import Client
 from mitmproxy.proxy import mode_specs
 from mitmproxy.proxy.mode_servers import ServerInstance
 
-from addons.lost_connections import LostConnections
-from proxy.upstream import HTTP_SCHEME_OF_WEBSOCKET
+from wsreplay.addons.lost_connections import LostConnections
+from wsreplay.upstream import HTTP_SCHEME_OF_WEBSOCKET
 
 logger = logging.getLogger(__name__)
 

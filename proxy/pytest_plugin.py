@@ -48,7 +48,7 @@ class _UpstreamRouter:
     def request(self, flow: Any) -> None:
         from mitmproxy import http
 
-        from proxy.flows import is_replayed
+        from wsreplay.flows import is_replayed
 
         if flow.response is not None or is_replayed(flow):
             return
@@ -107,11 +107,11 @@ class SessionProxy:
     def start(self) -> None:
         if self.host is not None:
             return
-        from addons.recorder import Recorder
-        from addons.replayer import Replayer
-        from addons.resolver import Resolver
-        from proxy.mitm import ProxyHost, ProxySettings, ProxyStartError
-        from proxy.trust import proxy_environment, write_ca_bundle
+        from wsreplay.addons.recorder import Recorder
+        from wsreplay.addons.replayer import Replayer
+        from wsreplay.addons.resolver import Resolver
+        from wsreplay.mitm import ProxyHost, ProxySettings, ProxyStartError
+        from wsreplay.trust import proxy_environment, write_ca_bundle
 
         for attempt in range(START_ATTEMPTS):
             self.recorder, self.replayer = Recorder(), Replayer()
@@ -199,7 +199,7 @@ def _free_port() -> int:
 
 
 def _split_upstream(url: str) -> tuple[str, str, int]:
-    from proxy.upstream import parse_upstream
+    from wsreplay.upstream import parse_upstream
 
     try:
         return parse_upstream(url)

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from proxy.cassette import CassetteWriter
-from proxy.records import (
+from wsreplay.cassette import CassetteWriter
+from wsreplay.records import (
     ConnectionFailure,
     HttpExchange,
     Record,

@@ -6,7 +6,7 @@ login response and later in a WebSocket's Authorization header still matches. JW
 keep their shape (header and claims unchanged, signature replaced), so a redacted
 cassette still hands clients well-formed tokens. Nothing here does I/O.
 
-The walk (:func:`map_record`) is shared with :mod:`proxy.scan`: it finds the places in a
+The walk (:func:`map_record`) is shared with :mod:`~wsreplay.scan`: it finds the places in a
 record where secrets live and hands each to a :class:`Visitor`.
 """
 
@@ -25,9 +25,9 @@ from urllib.parse import quote, unquote
 
 from mitmproxy.net import encoding
 
-from proxy.cassette import Cassette
-from proxy.jwt import JWT_PATTERN
-from proxy.records import (
+from wsreplay.cassette import Cassette
+from wsreplay.jwt import JWT_PATTERN
+from wsreplay.records import (
     Annotation,
     CassetteHeader,
     ConnectionFailure,

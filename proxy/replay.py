@@ -19,8 +19,8 @@ from collections.abc import Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import ClassVar, Final, Literal, TypeAlias, cast
 
-from proxy.cassette import Cassette
-from proxy.matchers import (
+from wsreplay.cassette import Cassette
+from wsreplay.matchers import (
     DEFAULT_HTTP_MATCHERS,
     DEFAULT_WEBSOCKET_MATCHERS,
     Difference,
@@ -35,7 +35,7 @@ from proxy.matchers import (
     shape,
     summarize,
 )
-from proxy.records import (
+from wsreplay.records import (
     ConnectionFailure,
     HttpExchange,
     HttpRequest,
@@ -45,7 +45,7 @@ from proxy.records import (
     WebSocketFrame,
     WebSocketOpen,
 )
-from proxy.timeline import describe
+from wsreplay.timeline import describe
 
 __all__ = [
     "Abort",

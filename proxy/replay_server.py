@@ -1,11 +1,11 @@
-"""The replay server: an aiohttp server that drives a :class:`~proxy.replay.ReplaySession`.
+"""The replay server: an aiohttp server that drives a :class:`~wsreplay.replay.ReplaySession`.
 
 Clients reach it two ways:
 
 * directly: it answers HTTP requests (any method, with bodies) and WebSocket upgrades
   itself, from the session;
 * behind mitmproxy: the replay addon has already matched the upgrade, registered the
-  :class:`~proxy.replay.Accepted` answer here (:meth:`ReplayServer.register`) and tagged
+  :class:`~wsreplay.replay.Accepted` answer here (:meth:`ReplayServer.register`) and tagged
   the forwarded request with ``X-Wsreplay-Connection: <token>``; the server plays that
   connection.
 
@@ -26,10 +26,10 @@ from aiohttp import WSMsgType, web
 from multidict import CIMultiDict
 from websockets import frames
 
-from proxy.cassette import MAX_RECORD_BYTES
-from proxy.masking import ClientMasking
-from proxy.records import HttpRequest, HttpResponse
-from proxy.replay import (
+from wsreplay.cassette import MAX_RECORD_BYTES
+from wsreplay.masking import ClientMasking
+from wsreplay.records import HttpRequest, HttpResponse
+from wsreplay.replay import (
     Abort,
     Accepted,
     Action,

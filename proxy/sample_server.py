@@ -22,7 +22,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from proxy.jwt import e2e_user_id, encode_hs256, mint_access_token, verify_hs256
+from wsreplay.jwt import e2e_user_id, encode_hs256, mint_access_token, verify_hs256
 
 __all__ = [
     "AGENT_EVENT_TYPES",

@@ -1,6 +1,6 @@
 """Find what still looks like a secret in a cassette (what ``wsreplay scan`` reports).
 
-Walks records the way redaction does (:func:`proxy.redaction.map_record`) and reports
+Walks records the way redaction does (:func:`~wsreplay.redaction.map_record`) and reports
 JWTs with a real-looking signature, non-placeholder values in secret headers, and
 high-entropy values in secret-named fields.
 """
@@ -11,8 +11,8 @@ import math
 from collections import Counter
 from dataclasses import dataclass
 
-from proxy.cassette import Cassette
-from proxy.redaction import (
+from wsreplay.cassette import Cassette
+from wsreplay.redaction import (
     RedactionRules,
     has_jwt,
     is_placeholder,

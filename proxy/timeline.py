@@ -6,7 +6,7 @@ import base64
 import json
 from typing import Any
 
-from proxy.records import (
+from wsreplay.records import (
     Annotation,
     ConnectionFailure,
     HttpExchange,

@@ -12,8 +12,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from proxy.compare import HEARTBEAT_EVENTS, Connection, describe_close, event_name, frame_event, named_connections
-from proxy.records import Record
+from wsreplay.compare import HEARTBEAT_EVENTS, Connection, describe_close, event_name, frame_event, named_connections
+from wsreplay.records import Record
 
 CHAT_TYPES = frozenset({"message", "user_message", "start_agent"})
 DEFAULT_EXPECTATION = "agent_started,agent_thinking+,tool_executing,tool_completed,agent_completed"

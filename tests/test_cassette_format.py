@@ -16,8 +16,8 @@ from typing import Any
 import msgpack
 import pytest
 
-import proxy.cassette as cassette_module
-from proxy.cassette import (
+import wsreplay.cassette as cassette_module
+from wsreplay.cassette import (
     CassetteError,
     CassetteHeader,
     CassetteReader,
@@ -29,7 +29,7 @@ from proxy.cassette import (
     load_cassette,
     open_cassette,
 )
-from proxy.records import (
+from wsreplay.records import (
     Annotation,
     ConnectionFailure,
     HttpExchange,

@@ -18,8 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import proxy.cassette as cassette_module
-from proxy.cassette import (
+import wsreplay.cassette as cassette_module
+from wsreplay.cassette import (
     CassetteError,
     CassetteHeader,
     CassetteReader,
@@ -29,7 +29,7 @@ from proxy.cassette import (
     encode_record,
     load_cassette,
 )
-from proxy.records import (
+from wsreplay.records import (
     Annotation,
     ConnectionFailure,
     HttpExchange,

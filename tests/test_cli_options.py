@@ -7,8 +7,8 @@ from pathlib import Path
 
 import httpx
 
-from proxy.cassette import load_cassette
-from proxy.records import HttpExchange
+from wsreplay.cassette import load_cassette
+from wsreplay.records import HttpExchange
 from tests.support.cli import RunningWsreplay, run_wsreplay
 from tests.support.scenario import staging_upstream
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from proxy.compare import DiffOptions, diff_records, event_name, json_shape
-from proxy.records import (
+from wsreplay.compare import DiffOptions, diff_records, event_name, json_shape
+from wsreplay.records import (
     HttpExchange,
     HttpResponse,
     Record,

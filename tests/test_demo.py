@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from proxy.sample_server import AGENT_EVENT_TYPES
+from wsreplay.sample_server import AGENT_EVENT_TYPES
 from tests.support.cli import run_wsreplay
 
 

@@ -33,8 +33,8 @@ import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
-from proxy.cassette import Cassette, write_cassette
-from proxy.records import (
+from wsreplay.cassette import Cassette, write_cassette
+from wsreplay.records import (
     CassetteHeader,
     HttpExchange,
     HttpRequest,
@@ -44,8 +44,8 @@ from proxy.records import (
     WebSocketFrame,
     WebSocketOpen,
 )
-from proxy.replay import ReplayOptions, ReplaySession
-from proxy.replay_server import ReplayServer
+from wsreplay.replay import ReplayOptions, ReplaySession
+from wsreplay.replay_server import ReplayServer
 from tests.support.cli import RunningWsreplay, run_wsreplay
 
 TIMEOUT = 10.0

@@ -21,15 +21,15 @@ from mitmproxy.io import FlowReader
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from proxy.cassette import Cassette, load_cassette
-from proxy.har import cassette_as_json, cassette_to_har, har_to_cassette
-from proxy.importers import (
+from wsreplay.cassette import Cassette, load_cassette
+from wsreplay.har import cassette_as_json, cassette_to_har, har_to_cassette
+from wsreplay.importers import (
     CassetteImportError,
     detect_format,
     import_file,
     write_imported,
 )
-from proxy.records import (
+from wsreplay.records import (
     Annotation,
     CassetteHeader,
     ConnectionFailure,
@@ -41,8 +41,9 @@ from proxy.records import (
     WebSocketFrame,
     WebSocketOpen,
 )
-from proxy.timeline import record_as_dict
+from wsreplay.timeline import record_as_dict
 from tests.support.chat_records import auth_exchange, chat_session, text_frame, upgrade
+from tests.support.cli import run_wsreplay
 from tests.support.staging_upstream import ScriptedUpstream, WsScript, require_header
 
 TIMEOUT = 20.0
@@ -538,15 +539,18 @@ async def test_import_flow_file_written_by_mitmdump(tmp_path: Path) -> None:
     assert har_problems(through_json(cassette_to_har(cassette))) == []
 
 
-ADDONS = Path(__file__).resolve().parents[1] / "addons"
-
-
 async def test_the_addons_record_and_replay_under_a_plain_mitmdump(tmp_path: Path) -> None:
-    """The README's `mitmdump -s addons/...` commands: record a chat session and an upstream
-    that drops mid-stream, then replay both with the upstream gone."""
+    """The README's `mitmdump -s ...` commands, with the addon paths `wsreplay addons` prints:
+    record a chat session and an upstream that drops mid-stream, then replay both with the
+    upstream gone."""
+    listed = run_wsreplay("addons")
+    assert listed.returncode == 0, listed.stderr
+    addon_files = {Path(line).stem: Path(line) for line in listed.stdout.splitlines()}
+    assert set(addon_files) == {"lost_connections", "recorder", "replayer", "resolver"}
+    assert all(path.is_file() for path in addon_files.values())
     cassette = tmp_path / "s.cassette"
     confdir = tmp_path / "mitmproxy"
-    lost_connections = ("-s", str(ADDONS / "lost_connections.py"))
+    lost_connections = ("-s", str(addon_files["lost_connections"]))
 
     async def chat_then_drop(port: int) -> tuple[str, int | None]:
         await drive_session(port)
@@ -560,9 +564,9 @@ async def test_the_addons_record_and_replay_under_a_plain_mitmdump(tmp_path: Pat
     upstream.websocket("/drop", WsScript(on_open=("hello",), drop_after=0))
     async with upstream:
         upstream_port = upstream.port
-        record = ("-s", str(ADDONS / "recorder.py"), "--set", f"wsreplay_output={cassette}")
+        record = ("-s", str(addon_files["recorder"]), "--set", f"wsreplay_output={cassette}")
         live = await run_mitmdump(upstream_port, confdir, *lost_connections, *record, session=chat_then_drop)
-    replay = ("-s", str(ADDONS / "replayer.py"), "--set", "connection_strategy=lazy", "--set", f"wsreplay_cassette={cassette}")
+    replay = ("-s", str(addon_files["replayer"]), "--set", "connection_strategy=lazy", "--set", f"wsreplay_cassette={cassette}")
     replayed = await run_mitmdump(upstream_port, confdir, *lost_connections, *replay, session=chat_then_drop)
 
     assert live == replayed == ("hello", 1006)

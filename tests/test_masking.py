@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from websockets.frames import Frame, Opcode
 
-from proxy.masking import ClientMasking
+from wsreplay.masking import ClientMasking
 
 # Data payloads around the 7-bit, 16-bit and 64-bit length encodings; control payloads up to 125 bytes.
 data_frames = st.tuples(

@@ -1,4 +1,4 @@
-"""Tests for proxy.matchers: volatile values, JSON-aware diffs, request and frame matchers."""
+"""Tests for wsreplay.matchers: volatile values, JSON-aware diffs, request and frame matchers."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from urllib.parse import urlencode
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from proxy.jwt import mint_access_token
-from proxy.matchers import (
+from wsreplay.jwt import mint_access_token
+from wsreplay.matchers import (
     DEFAULT_HTTP_MATCHERS,
     DEFAULT_WEBSOCKET_MATCHERS,
     MISSING,
@@ -35,7 +35,7 @@ from proxy.matchers import (
     subprotocols,
     summarize,
 )
-from proxy.records import HttpRequest, WebSocketFrame
+from wsreplay.records import HttpRequest, WebSocketFrame
 
 SECRET = "test-secret"
 

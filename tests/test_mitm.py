@@ -1,4 +1,4 @@
-"""Tests for proxy.mitm: mitmproxy run programmatically, on real sockets."""
+"""Tests for wsreplay.mitm: mitmproxy run programmatically, on real sockets."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.server import ServerConnection
 from websockets.asyncio.server import serve as ws_serve
 
-from proxy.mitm import ProxyHost, ProxySettings, ProxyStartError, normalize_mode
+from wsreplay.mitm import ProxyHost, ProxySettings, ProxyStartError, normalize_mode
 
 TIMEOUT = 10.0
 STAGING_HOST = "api.staging.wsreplay.test"

@@ -12,9 +12,9 @@ import sys
 import textwrap
 from pathlib import Path
 
-from proxy.cassette import load_cassette
-from proxy.records import WebSocketOpen
-from proxy.sample_server import SampleServerConfig, start_sample_server
+from wsreplay.cassette import load_cassette
+from wsreplay.records import WebSocketOpen
+from wsreplay.sample_server import SampleServerConfig, start_sample_server
 from tests.support.scenario import staging_upstream
 from tests.support.tls import make_private_ca
 

@@ -14,11 +14,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from addons.recorder import Recorder
-from proxy.cassette import Cassette, load_cassette, write_cassette
-from proxy.jwt import decode_unverified, encode_hs256, mint_access_token
-from proxy.mitm import ProxyHost, ProxySettings
-from proxy.records import (
+from wsreplay.addons.recorder import Recorder
+from wsreplay.cassette import Cassette, load_cassette, write_cassette
+from wsreplay.jwt import decode_unverified, encode_hs256, mint_access_token
+from wsreplay.mitm import ProxyHost, ProxySettings
+from wsreplay.records import (
     Annotation,
     CassetteHeader,
     ConnectionFailure,
@@ -30,7 +30,7 @@ from proxy.records import (
     WebSocketFrame,
     WebSocketOpen,
 )
-from proxy.redaction import (
+from wsreplay.redaction import (
     RedactionRules,
     Redactor,
     is_placeholder,
@@ -39,8 +39,8 @@ from proxy.redaction import (
     placeholder_signature,
     redact_cassette,
 )
-from proxy.sample_server import DEFAULT_BYPASS_KEY, start_sample_server
-from proxy.scan import Finding, looks_random, scan_cassette
+from wsreplay.sample_server import DEFAULT_BYPASS_KEY, start_sample_server
+from wsreplay.scan import Finding, looks_random, scan_cassette
 
 TIMEOUT = 10.0
 BYPASS_KEY = "e2e-bypass-0f9c2a7d41b8"

@@ -18,10 +18,10 @@ import pytest
 import websockets
 from websockets.asyncio.client import connect
 
-from proxy.cassette import load_cassette
-from proxy.jwt import mint_access_token
-from proxy.records import WebSocketFrame
-from proxy.sample_server import AGENT_EVENT_TYPES, SampleServerConfig, start_sample_server
+from wsreplay.cassette import load_cassette
+from wsreplay.jwt import mint_access_token
+from wsreplay.records import WebSocketFrame
+from wsreplay.sample_server import AGENT_EVENT_TYPES, SampleServerConfig, start_sample_server
 from tests.support.cli import RunningWsreplay
 from tests.support.clients import (
     aiohttp_scenario,

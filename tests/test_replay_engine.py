@@ -1,4 +1,4 @@
-"""Tests for proxy.replay, the Sans-I/O replay engine: no sockets, cassettes built in memory."""
+"""Tests for wsreplay.replay, the Sans-I/O replay engine: no sockets, cassettes built in memory."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from collections.abc import Sequence
 
 import pytest
 
-from proxy.cassette import Cassette
-from proxy.jwt import mint_access_token
-from proxy.matchers import DEFAULT_HTTP_MATCHERS, Difference, Ignore
-from proxy.records import (
+from wsreplay.cassette import Cassette
+from wsreplay.jwt import mint_access_token
+from wsreplay.matchers import DEFAULT_HTTP_MATCHERS, Difference, Ignore
+from wsreplay.records import (
     ConnectionFailure,
     HttpExchange,
     HttpRequest,
@@ -22,7 +22,7 @@ from proxy.records import (
     WebSocketClose,
     WebSocketOpen,
 )
-from proxy.replay import (
+from wsreplay.replay import (
     SCAN_AT_MOST,
     Abort,
     Accepted,

@@ -1,4 +1,4 @@
-"""Tests for proxy.replay_server and addons.replayer, on real sockets on 127.0.0.1."""
+"""Tests for wsreplay.replay_server and wsreplay.addons.replayer, on real sockets on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -18,19 +18,19 @@ import websocket as websocket_client
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
-from addons.replayer import Replayer
-from proxy.cassette import Cassette, write_cassette
-from proxy.jwt import mint_access_token
-from proxy.mitm import ProxyHost, ProxySettings
-from proxy.records import (
+from wsreplay.addons.replayer import Replayer
+from wsreplay.cassette import Cassette, write_cassette
+from wsreplay.jwt import mint_access_token
+from wsreplay.mitm import ProxyHost, ProxySettings
+from wsreplay.records import (
     HttpExchange,
     HttpResponse,
     Record,
     WebSocketClose,
     WebSocketOpen,
 )
-from proxy.replay import Accepted, ReplayOptions, ReplaySession
-from proxy.replay_server import CONNECTION_HEADER, ReplayServer
+from wsreplay.replay import Accepted, ReplayOptions, ReplaySession
+from wsreplay.replay_server import CONNECTION_HEADER, ReplayServer
 from tests.support.replay_records import (
     AUTH_FAILED,
     HEADER,

@@ -1,4 +1,4 @@
-"""Tests of the bundled sample staging server, the scripted upstream and proxy.jwt, over real sockets."""
+"""Tests of the bundled sample staging server, the scripted upstream and wsreplay.jwt, over real sockets."""
 
 from __future__ import annotations
 
@@ -19,14 +19,14 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Subprotocol
 
-from proxy.jwt import (
+from wsreplay.jwt import (
     JWT_PATTERN,
     decode_unverified,
     encode_hs256,
     mint_access_token,
     verify_hs256,
 )
-from proxy.sample_server import (
+from wsreplay.sample_server import (
     DEFAULT_BYPASS_KEY,
     SampleServer,
     SampleServerConfig,
@@ -586,7 +586,7 @@ async def test_scripted_upstream_abrupt_drop(http: aiohttp.ClientSession) -> Non
     assert upstream.connections[0].messages == ["trigger"]
 
 
-# ---------------------------------------------------------------- proxy.jwt
+# ---------------------------------------------------------------- wsreplay.jwt
 
 
 def test_minted_tokens_have_staging_claims_and_fresh_ids() -> None:

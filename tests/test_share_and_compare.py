@@ -16,11 +16,11 @@ import httpx
 import pytest
 import websocket as websocket_client
 
-from addons.recorder import Recorder
-from addons.replayer import Replayer
-from proxy.cassette import load_cassette
-from proxy.mitm import ProxyHost, ProxySettings
-from proxy.sample_server import DEFAULT_BYPASS_KEY, SampleServerConfig, start_sample_server
+from wsreplay.addons.recorder import Recorder
+from wsreplay.addons.replayer import Replayer
+from wsreplay.cassette import load_cassette
+from wsreplay.mitm import ProxyHost, ProxySettings
+from wsreplay.sample_server import DEFAULT_BYPASS_KEY, SampleServerConfig, start_sample_server
 from tests.support.cli import run_wsreplay
 from tests.support.clients import chat_message, is_last_event
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.records import Record, WebSocketClose
-from proxy.verify import (
+from wsreplay.records import Record, WebSocketClose
+from wsreplay.verify import (
     DEFAULT_EXPECTATION,
     ExpectationError,
     Step,

@@ -14,7 +14,7 @@ import sys
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
-from proxy.sample_server import SampleServerConfig, start_sample_server
+from wsreplay.sample_server import SampleServerConfig, start_sample_server
 from tests.support.cli import run_wsreplay
 from tests.support.tls import make_private_ca
 

@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from proxy.sample_server import SampleServerConfig, start_sample_server
+from wsreplay.sample_server import SampleServerConfig, start_sample_server
 from tests.support.tls import make_private_ca
 
 SUITE = Path(__file__).parent

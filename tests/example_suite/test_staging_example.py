@@ -17,7 +17,7 @@ import websocket as websocket_client
 import websockets
 from websockets.asyncio.client import connect
 
-from proxy.sample_server import DEFAULT_BYPASS_KEY
+from wsreplay.sample_server import DEFAULT_BYPASS_KEY
 
 STAGING_WS_URL = "wss://api.staging.wsreplay.test/ws"
 CRITICAL_EVENTS = ["agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_completed"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from proxy.records import (
+from wsreplay.records import (
     HttpExchange,
     HttpRequest,
     HttpResponse,

@@ -19,7 +19,7 @@ import websocket as websocket_client
 import websockets
 from websockets.asyncio.client import connect
 
-from proxy.jwt import mint_access_token
+from wsreplay.jwt import mint_access_token
 
 Transcript = list[tuple[Any, ...]]
 BAD_BYPASS_KEY = "definitely-not-the-key"

@@ -6,7 +6,7 @@ import json
 import uuid
 from collections.abc import Sequence
 
-from proxy.records import (
+from wsreplay.records import (
     CassetteHeader,
     Headers,
     HttpRequest,

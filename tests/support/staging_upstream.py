@@ -1,6 +1,6 @@
 """A scripted upstream server for tests: "a server that is not the sample".
 
-Independent of `proxy.sample_server`. A test registers canned HTTP responses and
+Independent of wsreplay.sample_server`. A test registers canned HTTP responses and
 scripted WebSocket endpoints, points a client (or wsreplay) at it, and afterwards
 asserts on what actually reached it.
 """
