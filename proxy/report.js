@@ -96,7 +96,7 @@
     const failure = event.failure ? " fail" : "";
     const row = el("div", `event close${failure}${markClass(event)}`);
     const words = describeClose(event);
-    const text = add(el("div", "close-text"), el("span", "code", words.code), words.rest, markFlag(event));
+    const text = add(el("div", "close-text"), el("span", "code", words.code), ` ${words.rest}`, markFlag(event));
     add(row, el("span", "time", seconds(event.time)), el("span", `dir close${failure}`, "close"),
       el("span", "size"), text);
     return row;
