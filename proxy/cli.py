@@ -724,13 +724,17 @@ def export(cassette: Path, output_format: str, output: Path | None) -> None:
 @click.option("--overwrite", is_flag=True, help="Replace the output if it exists.")
 def import_(source: Path, output: Path, overwrite: bool) -> None:
     """Make a cassette from a HAR (browser, Playwright, wsreplay) or a mitmproxy flow file."""
+    from wsreplay.har import import_notes
     from wsreplay.importers import import_file, write_imported
 
     try:
-        summary = write_imported(import_file(source), output, overwrite=overwrite)
+        imported = import_file(source)
+        summary = write_imported(imported, output, overwrite=overwrite)
     except CassetteError as exc:
         fail(str(exc))
     click.echo(f"wsreplay: wrote {output}: {summary}", err=True)
+    for note in import_notes(imported):
+        click.echo(f"wsreplay: note: {note}", err=True)
 
 
 @main.command()
