@@ -208,3 +208,15 @@ def test_the_diff_report_in_chromium(open_page: Any, diff_report: Path) -> None:
     assert report.visible_frames() == 4
     assert report.problems == []
     assert report.requests == [diff_report.as_uri()]
+
+
+def test_a_cut_short_cassette_shows_its_complete_records(tmp_path: Path, demo_cassette: Path) -> None:
+    cut = tmp_path / "cut.cassette"
+    cut.write_bytes(demo_cassette.read_bytes()[:-5])
+    output = tmp_path / "cut.html"
+    result = run_wsreplay("show", str(cut), "--html", str(output))
+    assert result.returncode == 0, result.stderr
+    assert "ends with an incomplete record at byte" in result.stderr
+    page = output.read_text(encoding="utf-8")
+    data = json.loads(page.split('id="wsreplay-data">', 1)[1].split("</script>", 1)[0])
+    assert data["truncated_at"] is not None and len(data["lanes"]) == 5 and data["notes"] == []
