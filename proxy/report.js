@@ -116,7 +116,11 @@
     const kind = lane.kind === "ws" ? (lane.accepted ? "WS" : "WS refused") : "HTTP";
     add(header, el("span", `kind ${lane.kind}`, kind), el("span", "target", `${lane.method} ${lane.target}`),
       el("span", "host", lane.host), statusPill(lane));
-    if (lane.subprotocol) add(header, el("span", "chip", `subprotocol ${lane.subprotocol}`));
+    if (lane.subprotocol) {
+      const chip = el("span", "chip protocol", `subprotocol ${lane.subprotocol}`);
+      chip.title = lane.subprotocol;
+      add(header, chip);
+    }
     for (const mark of lane.marks || []) add(header, el("span", "chip warn", mark.replace("_", " ")));
     const when = lane.kind === "http" ? `${seconds(lane.start)} · ${Math.round(lane.duration * 1000)} ms` : seconds(lane.start);
     add(header, el("span", "when", `#${lane.id} · ${when}`));
@@ -214,12 +218,16 @@
   }
 
   function timeline(lanes, end) {
-    const span = end > 0 ? end : 1;
-    const at = (time) => `${Math.min(100, (time / span) * 100)}%`;
+    const first = lanes.length ? Math.min(...lanes.map((lane) => lane.start)) : 0;
+    const step = niceStep(Math.max(end - first, 0.001));
+    const origin = Math.floor(first / step) * step;
+    const span = Math.max(end - origin, step);
+    const at = (time) => `${Math.min(100, ((time - origin) / span) * 100)}%`;
+    const length = (duration) => `${Math.min(100, (duration / span) * 100)}%`;
     const card = add(el("section", "card timeline"), el("h2", null, "Timeline"));
     const axis = el("div", "axis");
-    const step = niceStep(span);
-    for (let tick = 0; tick <= span + 1e-9; tick += step) {
+    for (let index = 0; origin + index * step <= end + 1e-9; index++) {
+      const tick = origin + index * step;
       const label = el("span", null, `${+tick.toFixed(3)}s`);
       label.style.left = at(tick);
       add(axis, label);
@@ -236,7 +244,7 @@
       const track = el("div", "track");
       const bar = el("div", `span ${lane.kind}${lane.failure && lane.kind === "http" ? " fail" : ""}${lane.accepted === false ? " refused" : ""}`);
       bar.style.left = at(lane.start);
-      bar.style.width = `calc(${at(lane.end - lane.start)} + 3px)`;
+      bar.style.width = `calc(${length(lane.end - lane.start)} + 3px)`;
       add(track, bar);
       for (const event of lane.events) {
         if (event.type === "frame") {
