@@ -21,7 +21,7 @@ from wsreplay.timeline import record_as_dict, timeline_line
 from wsreplay.upstream import reverse_mode
 
 if TYPE_CHECKING:
-    from wsreplay.cassette import Cassette
+    from wsreplay.cassette import Cassette, CassetteReader
     from wsreplay.mitm import ProxyHost, ProxySettings
     from wsreplay.redaction import RedactionRules
     from wsreplay.replay import ReplayReport
@@ -350,24 +350,21 @@ def _parse_meta(item: str) -> tuple[str, str]:
 @main.command()
 @click.argument("cassette", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event, for scripts.")
-def show(cassette: Path, as_json: bool) -> None:
-    """Print a cassette as a readable timeline."""
-    width = shutil.get_terminal_size((120, 24)).columns
+@click.option(
+    "--html", "html_output", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+    help="Write a self-contained HTML report (timeline, frames, closes, exchanges) to FILE instead.",
+)
+def show(cassette: Path, as_json: bool, html_output: Path | None) -> None:
+    """Print a cassette as a readable timeline (or write it as an HTML report)."""
     try:
         reader, handle = open_cassette(cassette)
         with handle:
-            if not as_json:
-                header = reader.header
-                click.echo(
-                    f"cassette {cassette}: recorded by wsreplay {header.wsreplay_version}, "
-                    f"upstream {header.upstream or '-'}"
-                    + (f", {json.dumps(header.metadata)}" if header.metadata else "")
-                )
-            for record in reader:
-                if as_json:
-                    click.echo(json.dumps(record_as_dict(record), ensure_ascii=False))
-                else:
-                    click.echo(timeline_line(record, width))
+            if html_output is None:
+                _print_timeline(reader, cassette, as_json)
+            else:
+                from wsreplay.html_report import render_show
+
+                _write_page(html_output, render_show(reader, str(cassette)))
     except CassetteError as exc:
         fail(str(exc))
     if reader.truncated_at is not None:
@@ -376,6 +373,29 @@ def show(cassette: Path, as_json: bool) -> None:
             f"(the recorder was stopped mid-write); the {reader.records_read} records before it are shown",
             err=True,
         )
+
+
+def _print_timeline(reader: CassetteReader, cassette: Path, as_json: bool) -> None:
+    from wsreplay.age import describe_age
+
+    if not as_json:
+        header = reader.header
+        click.echo(
+            f"cassette {cassette}: recorded by wsreplay {header.wsreplay_version} {describe_age(header.created)}, "
+            f"upstream {header.upstream or '-'}" + (f", {json.dumps(header.metadata)}" if header.metadata else "")
+        )
+    width = shutil.get_terminal_size((120, 24)).columns
+    for record in reader:
+        click.echo(json.dumps(record_as_dict(record), ensure_ascii=False) if as_json else timeline_line(record, width))
+
+
+def _write_page(output: Path, page: str) -> None:
+    """Write an HTML report; one sentence if the file cannot be written."""
+    try:
+        output.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot write {output}: {exc.strerror or exc}")
+    click.echo(f"wsreplay: wrote {output}", err=True)
 
 
 @main.command("sample-server")
@@ -619,8 +639,19 @@ def demo(output: Path, confdir: Path | None) -> None:
 @click.option("--no-timing", is_flag=True, help="Do not compare timing at all.")
 @click.option("--with-heartbeats", is_flag=True, help="Also compare ping/pong/heartbeat frames (their count varies).")
 @click.option("--json", "as_json", is_flag=True, help="Print the changes as JSON.")
+@click.option(
+    "--html", "html_output", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+    help="Also write both cassettes side by side, the changes marked, as a self-contained HTML file.",
+)
 def diff(
-    before: Path, after: Path, key: str | None, threshold: float, no_timing: bool, with_heartbeats: bool, as_json: bool
+    before: Path,
+    after: Path,
+    key: str | None,
+    threshold: float,
+    no_timing: bool,
+    with_heartbeats: bool,
+    as_json: bool,
+    html_output: Path | None,
 ) -> None:
     """Say what changed between two cassettes: events, closes, statuses, body shapes, timing.
 
@@ -633,8 +664,13 @@ def diff(
         threshold=None if no_timing else threshold,
         ignore=frozenset() if with_heartbeats else HEARTBEAT_EVENTS,
     )
-    result = diff_records(_load(before).records, _load(after).records, options)
+    cassette_a, cassette_b = _load(before), _load(after)
+    result = diff_records(cassette_a.records, cassette_b.records, options)
     click.echo(json.dumps(result.as_dict(), indent=2) if as_json else result.text())
+    if html_output is not None:
+        from wsreplay.html_report import render_diff
+
+        _write_page(html_output, render_diff(cassette_a, cassette_b, result, options))
     sys.exit(result.exit_status)
 
 
@@ -688,13 +724,17 @@ def export(cassette: Path, output_format: str, output: Path | None) -> None:
 @click.option("--overwrite", is_flag=True, help="Replace the output if it exists.")
 def import_(source: Path, output: Path, overwrite: bool) -> None:
     """Make a cassette from a HAR (browser, Playwright, wsreplay) or a mitmproxy flow file."""
+    from wsreplay.har import import_notes
     from wsreplay.importers import import_file, write_imported
 
     try:
-        summary = write_imported(import_file(source), output, overwrite=overwrite)
+        imported = import_file(source)
+        summary = write_imported(imported, output, overwrite=overwrite)
     except CassetteError as exc:
         fail(str(exc))
     click.echo(f"wsreplay: wrote {output}: {summary}", err=True)
+    for note in import_notes(imported):
+        click.echo(f"wsreplay: note: {note}", err=True)
 
 
 @main.command()

@@ -218,16 +218,28 @@ class DiffOptions:
 # --- comparing ------------------------------------------------------------------
 
 
+def paired_exchanges(
+    a: Sequence[Record], b: Sequence[Record]
+) -> list[tuple[str, HttpExchange | None, HttpExchange | None]]:
+    """HTTP exchanges of `a` and `b` paired by method and path, with the name a change reports them by."""
+    pairs = pair_by(exchanges(a), exchanges(b), lambda e: f"{e.request.method} {e.request.path}")
+    return [(where_label(method_path, nth, count), left, right) for method_path, nth, count, left, right in pairs]
+
+
+def paired_connections(
+    a: Sequence[Record], b: Sequence[Record]
+) -> list[tuple[str, Connection | None, Connection | None]]:
+    """WebSocket connections of `a` and `b` paired by path, with the name a change reports them by."""
+    pairs = pair_by(connections(a), connections(b), lambda c: c.path)
+    return [(where_label(f"WS {path}", nth, count), left, right) for path, nth, count, left, right in pairs]
+
+
 def diff_records(a: Sequence[Record], b: Sequence[Record], options: DiffOptions = DiffOptions()) -> Diff:
     """Everything that changed from recording `a` to recording `b`."""
     changes: list[Change] = []
-    for method_path, nth, count, left, right in pair_by(
-        exchanges(a), exchanges(b), lambda e: f"{e.request.method} {e.request.path}"
-    ):
-        where = where_label(method_path, nth, count)
+    for where, left, right in paired_exchanges(a, b):
         changes += _unpaired(where, left, right) or _exchange_changes(where, left, right, options)
-    for path, nth, count, left_conn, right_conn in pair_by(connections(a), connections(b), lambda c: c.path):
-        where = where_label(f"WS {path}", nth, count)
+    for where, left_conn, right_conn in paired_connections(a, b):
         changes += _unpaired(where, left_conn, right_conn) or _connection_changes(where, left_conn, right_conn, options)
     return Diff(tuple(changes))
 

@@ -46,6 +46,10 @@ EPOCH_MILLISECONDS = 1e11
 """A message ``time`` above this is epoch milliseconds (Playwright), below it epoch seconds (Chrome)."""
 EPOCH_SECONDS = 1e8
 """A message ``time`` below this is no epoch at all: seconds on some other clock."""
+ADDED_CLOSE_REASON = "end of the HAR recording"
+"""The reason of the close an import adds for a WebSocket whose HAR entry records none."""
+IMPORT_NOTE = "import_note"
+"""The annotation key of what an import had to make up, for ``wsreplay import`` to say."""
 HTTP_VERSIONS = {
     "h2": "HTTP/2.0",
     "http/2.0": "HTTP/2.0",
@@ -297,10 +301,35 @@ def har_to_cassette(har: Any, name: str = "HAR") -> Cassette:
     header = _header(saved, log, min(starts, default=0.0), name)
     origin = round(header.created, 6)
     records: list[Record] = []
+    closes_added = 0
     for number, (entry, start) in enumerate(zip(entries, starts, strict=True), 1):
-        records += _entry_records(entry, number, start - origin, origin, f"{name} entry {number}")
-    records += _loose_records(saved, len(entries))
-    return Cassette(header, in_recording_order(records), path=None)
+        made = _entry_records(entry, number, start - origin, origin, f"{name} entry {number}")
+        closes_added += not isinstance(entry.get("_webSocketClose"), dict) and any(isinstance(record, WebSocketClose) for record in made)
+        records += made
+    records = in_recording_order(records + _loose_records(saved, len(entries)))
+    if closes_added:
+        end = max(record.time for record in records)
+        records.append(Annotation(0, end, {IMPORT_NOTE: missing_closes_note(closes_added)}))
+    return Cassette(header, records, path=None)
+
+
+def missing_closes_note(count: int) -> str:
+    """What the HAR lacked and what replay does about it, in one sentence."""
+    websockets = "1 WebSocket has" if count == 1 else f"{count} WebSockets have"
+    each = "it" if count == 1 else "each"
+    return (
+        f"{websockets} no close in the HAR; replay closes {each} cleanly (1000, by the server) at the end "
+        "of its recorded time, after its last frame"
+    )
+
+
+def import_notes(cassette: Cassette) -> list[str]:
+    """The notes an import left in the cassette (what the input lacked and what replay does instead)."""
+    return [
+        record.data[IMPORT_NOTE]
+        for record in cassette.records
+        if isinstance(record, Annotation) and isinstance(record.data.get(IMPORT_NOTE), str)
+    ]
 
 
 def _header(saved: dict[str, Any], log: dict[str, Any], first_start: float, name: str) -> CassetteHeader:
@@ -351,13 +380,15 @@ def _entry_records(entry: Any, record_id: int, start: float, origin: float, wher
     duration = round(max(0.0, float(entry.get("time") or 0)) / 1000, 6)
     start = round(start, 6)
     records: list[Record] = []
+    failures = _failures(entry, record_id, origin, start + duration)
     if response is not None and _is_websocket(entry, request, har_request["url"]):
         records.append(WebSocketOpen(record_id, start, _as_upgrade(request), response))
         frames = _frames(entry, record_id, start + origin, origin, where)
-        records += frames + _close(entry, record_id, origin, frames[-1].time if frames else start)
+        end = max(frames[-1].time if frames else start, round(start + duration, 6))
+        records += frames + _close(entry, record_id, origin, end, ended_by_failure=bool(failures))
     else:
         records.append(HttpExchange(record_id, start, request, response, duration))
-    return records + _failures(entry, record_id, origin, start + duration)
+    return records + failures
 
 
 def _as_upgrade(request: HttpRequest) -> HttpRequest:
@@ -500,15 +531,23 @@ def _frame(message: dict[str, Any], record_id: int, time: float, where: str) -> 
     return WebSocketFrame(record_id, time, direction == "send", opcode == OPCODE_TEXT, payload)
 
 
-def _close(entry: dict[str, Any], record_id: int, origin: float, last: float) -> list[Record]:
-    """The close wsreplay keeps in ``_webSocketClose`` (at the last frame when it has no time)."""
+def _close(
+    entry: dict[str, Any], record_id: int, origin: float, end: float, *, ended_by_failure: bool
+) -> list[Record]:
+    """The close wsreplay keeps in ``_webSocketClose`` (at `end` when it has no time).
+
+    Browsers' and Playwright's HARs record no close at all: an accepted connection that
+    did not fail then ends at `end` (its last frame, or the entry's time if later) with a
+    clean close by the server, so that a replayed client sees it end rather than wait forever.
+    """
     close = entry.get("_webSocketClose")
     if not isinstance(close, dict):
-        return []
+        accepted = entry["response"].get("status") == 101
+        return [] if ended_by_failure or not accepted else [WebSocketClose(record_id, end, 1000, ADDED_CLOSE_REASON, "server")]
     closed_by = close.get("closedBy") if close.get("closedBy") in ("client", "server") else None
     code = close.get("code") if isinstance(close.get("code"), int) else None
     moment = close.get("time")
-    time = round(moment - origin, 6) if isinstance(moment, (int, float)) else last
+    time = round(moment - origin, 6) if isinstance(moment, (int, float)) else end
     return [WebSocketClose(record_id, time, code, str(close.get("reason") or ""), closed_by)]
 
 

@@ -13,6 +13,10 @@ applied for the duration of every marked test). Each test switches its cassette.
 Record modes, as pytest-recording's: ``none`` (replay only, the default, so CI never
 reaches the network), ``once`` (record if the cassette is missing), ``new_episodes``
 (replay what is there, record what is missing), ``all`` (re-record).
+
+Stale cassettes, as VCR's ``re_record_interval``: with ``--wsreplay-max-age 30d`` a
+cassette recorded longer ago than that warns, fails the test or is re-recorded
+(``--wsreplay-on-stale warn|fail|rerecord``).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Any
 import pytest
 
 RECORD_MODES = ("none", "once", "new_episodes", "all")
+STALE_ACTIONS = ("warn", "fail", "rerecord")
 CASSETTE_SUFFIX = ".cassette"
 UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_.\-\[\]]+")
 PLACEHOLDER_UPSTREAM = "http://wsreplay.invalid"
@@ -37,6 +42,55 @@ STASH_KEY = pytest.StashKey["ActiveCassette"]()
 
 class WsreplayUnusedInteractions(UserWarning):
     """A test left recorded interactions unused (its cassette may be stale)."""
+
+
+class WsreplayStaleCassette(UserWarning):
+    """A test replayed a cassette older than ``--wsreplay-max-age``."""
+
+
+@dataclass(frozen=True)
+class StalePolicy:
+    """``--wsreplay-max-age`` and ``--wsreplay-on-stale``: when a cassette is stale and what then."""
+
+    max_age: float | None
+    max_age_text: str
+    action: str
+
+    def stale_sentence(self, path: Path) -> str | None:
+        """The sentence naming `path` and its age when it is older than the maximum age, else None."""
+        from wsreplay.age import age_seconds, describe_age, describe_duration
+        from wsreplay.cassette import CassetteError, open_cassette
+
+        if self.max_age is None:
+            return None
+        try:
+            reader, handle = open_cassette(path)
+        except CassetteError:
+            return None  # replaying it reports what is wrong with it
+        handle.close()
+        created = reader.header.created
+        if age_seconds(created) <= self.max_age:
+            return None
+        return (
+            f"wsreplay: cassette {path} is stale: recorded {describe_age(created)}, more than "
+            f"{describe_duration(self.max_age)} ago (--wsreplay-max-age {self.max_age_text})"
+        )
+
+
+def _stale_policy(config: pytest.Config) -> StalePolicy:
+    """The stale-cassette options, checked: a bad value is one usage error."""
+    from wsreplay.age import parse_duration
+
+    max_age_text = config.getoption("wsreplay_max_age") or config.getini("wsreplay_max_age")
+    action = config.getoption("wsreplay_on_stale") or config.getini("wsreplay_on_stale")
+    if action not in STALE_ACTIONS:
+        raise pytest.UsageError(f"wsreplay_on_stale must be one of {', '.join(STALE_ACTIONS)}, not {action!r}")
+    if not max_age_text:
+        return StalePolicy(None, "", action)
+    try:
+        return StalePolicy(parse_duration(max_age_text), max_age_text.strip(), action)
+    except ValueError as exc:
+        raise pytest.UsageError(f"--wsreplay-max-age (or ini wsreplay_max_age): {exc}") from None
 
 
 class _UpstreamRouter:
@@ -225,8 +279,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--wsreplay-resolve", action="append", default=[], metavar="HOST=ADDRESS[:PORT]", help="Like curl --resolve."
     )
     group.addoption("--wsreplay-speed", default=None, metavar="N|max", help="Replay speed (default 1: recorded timing).")
+    group.addoption(
+        "--wsreplay-max-age",
+        default=None,
+        metavar="AGE",
+        help="A cassette recorded longer ago than AGE (90s, 30m, 12h, 30d) is stale; see --wsreplay-on-stale.",
+    )
+    group.addoption(
+        "--wsreplay-on-stale",
+        choices=STALE_ACTIONS,
+        default=None,
+        help="What a stale cassette does: warn (default), fail the test, or rerecord it "
+        "(as once records a missing cassette; needs an upstream).",
+    )
     parser.addini("wsreplay_mode", "Default record mode (none, once, new_episodes, all).", default="none")
     parser.addini("wsreplay_speed", "Default replay speed: 1 keeps the recorded timing, max sends at once.", default="1")
+    parser.addini("wsreplay_max_age", "A cassette older than this (90s, 30m, 12h, 30d) is stale.", default="")
+    parser.addini("wsreplay_on_stale", "What a stale cassette does: warn, fail or rerecord.", default="warn")
     parser.addini(
         "wsreplay_cassette_dir",
         "Folder of cassettes, relative to the rootdir (default: a cassettes/ folder beside each test file).",
@@ -243,10 +312,12 @@ def pytest_configure(config: pytest.Config) -> None:
     mode = config.getoption("wsreplay_mode") or config.getini("wsreplay_mode")
     if mode not in RECORD_MODES:
         raise pytest.UsageError(f"wsreplay_mode must be one of {', '.join(RECORD_MODES)}, not {mode!r}")
+    config.stash[STALE_KEY] = _stale_policy(config)
     config.stash[SESSION_KEY] = SessionProxy(config)
 
 
 SESSION_KEY = pytest.StashKey[SessionProxy]()
+STALE_KEY = pytest.StashKey[StalePolicy]()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -310,6 +381,8 @@ def _activate(item: pytest.Item, marker: pytest.Mark | None) -> ActiveCassette:
             "`--wsreplay-mode once --wsreplay-upstream URL` against a live server",
             pytrace=False,
         )
+    if exists and mode != "all":
+        exists = not _is_stale_to_rerecord(item, path, mode, upstream)
     replaying = exists and mode in ("none", "once", "new_episodes")
     recording = mode == "all" or (mode in ("once", "new_episodes") and not exists) or mode == "new_episodes"
     session_proxy = item.config.stash[SESSION_KEY]
@@ -327,6 +400,27 @@ def _activate(item: pytest.Item, marker: pytest.Mark | None) -> ActiveCassette:
     speed = item.config.getoption("wsreplay_speed") or item.config.getini("wsreplay_speed")
     session_proxy.begin(test, upstream, speed)
     return test
+
+
+def _is_stale_to_rerecord(item: pytest.Item, path: Path, mode: str, upstream: str | None) -> bool:
+    """Apply the stale-cassette policy; True when the cassette is to be recorded again."""
+    policy = item.config.stash[STALE_KEY]
+    sentence = policy.stale_sentence(path)
+    if sentence is None:
+        return False
+    if policy.action == "warn":
+        warnings.warn(WsreplayStaleCassette(sentence), stacklevel=1)
+        return False
+    if policy.action == "fail":
+        pytest.fail(sentence, pytrace=False)
+    if mode == "none":
+        pytest.fail(f"{sentence}; record mode none never records: re-record it with --wsreplay-mode once", pytrace=False)
+    if not upstream:
+        pytest.fail(
+            f"{sentence}; re-recording it needs an upstream: pass --wsreplay-upstream URL (or the marker's upstream=)",
+            pytrace=False,
+        )
+    return True
 
 
 def _deactivate(item: pytest.Item) -> None:

@@ -22,7 +22,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from wsreplay.cassette import Cassette, load_cassette
-from wsreplay.har import cassette_as_json, cassette_to_har, har_to_cassette
+from wsreplay.har import cassette_as_json, cassette_to_har, har_to_cassette, missing_closes_note
 from wsreplay.importers import (
     CassetteImportError,
     detect_format,
@@ -43,7 +43,7 @@ from wsreplay.records import (
 )
 from wsreplay.timeline import record_as_dict
 from tests.support.chat_records import auth_exchange, chat_session, text_frame, upgrade
-from tests.support.cli import run_wsreplay
+from tests.support.cli import RunningWsreplay, run_wsreplay
 from tests.support.staging_upstream import ScriptedUpstream, WsScript, require_header
 
 TIMEOUT = 20.0
@@ -361,7 +361,13 @@ def test_import_playwright_har_with_millisecond_times(tmp_path: Path) -> None:
     [health] = [r for r in cassette.records if isinstance(r, HttpExchange)]
     [opened] = [r for r in cassette.records if isinstance(r, WebSocketOpen)]
     frames = [r for r in cassette.records if isinstance(r, WebSocketFrame)]
-    assert cassette.records == [opened, health, *frames]
+    assert cassette.records == [
+        opened,
+        health,
+        *frames,
+        WebSocketClose(2, 0.3, 1000, "end of the HAR recording", "server"),
+        Annotation(0, 0.3, {"import_note": missing_closes_note(1)}),
+    ]
     assert isinstance(health, HttpExchange) and health.response is not None
     assert health.request.headers == () and health.request.http_version == "HTTP/2.0"
     assert health.response.headers == (("content-length", "21"),)
@@ -381,6 +387,43 @@ def test_import_chrome_har_with_second_times() -> None:
         message["time"] /= 1000
     frames = [r for r in har_to_cassette(har).records if isinstance(r, WebSocketFrame)]
     assert [f.time for f in frames] == [0.1, 0.2505, 0.3]
+
+
+def browser_har_without_closes(sockets: int) -> dict[str, Any]:
+    """A Playwright HAR with `sockets` WebSocket entries that, like every browser's, record no close."""
+    har = playwright_har(1757266800000.0)
+    websocket = har["log"]["entries"][1]
+    har["log"]["entries"][1:] = [json.loads(json.dumps(websocket)) for _ in range(sockets)]
+    return har
+
+
+async def every_message(ws: Any) -> list[str | bytes]:
+    """The messages until the server closes the connection."""
+    return [message async for message in ws]
+
+
+async def test_a_har_without_closes_imports_with_a_note_and_replays_a_clean_server_close(tmp_path: Path) -> None:
+    source, cassette = tmp_path / "browser.har", tmp_path / "browser.cassette"
+    source.write_text(json.dumps(browser_har_without_closes(3)), encoding="utf-8")
+    imported = run_wsreplay("import", str(source), "-o", str(cassette))
+    assert imported.returncode == 0, imported.stderr
+    notes = [line for line in imported.stderr.splitlines() if "note" in line]
+    assert notes == [
+        "wsreplay: note: 3 WebSockets have no close in the HAR; replay closes each cleanly (1000, by the server) "
+        "at the end of its recorded time, after its last frame"
+    ]
+
+    replayer = RunningWsreplay("replay", str(cassette), "--direct", "--listen", "127.0.0.1:0", "--speed", "max")
+    try:
+        port = await asyncio.to_thread(replayer.wait_listening)
+        async with connect(f"ws://127.0.0.1:{port}/ws", subprotocols=["jwt-auth"], open_timeout=TIMEOUT) as ws:
+            await ws.send('{"type": "message"}')
+            received = await asyncio.wait_for(every_message(ws), TIMEOUT)
+            closed = (ws.close_code, ws.close_reason, ws.protocol.close_rcvd_then_sent)
+    finally:
+        assert await asyncio.to_thread(replayer.stop) == 0, replayer.output
+    assert received == ['{"type": "agent_started"}', b"\x00\xff"]
+    assert closed == (1000, "end of the HAR recording", True)
 
 
 @pytest.mark.parametrize(

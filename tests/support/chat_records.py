@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+from wsreplay.cassette import Cassette, write_cassette
+
 from wsreplay.records import (
+    Annotation,
+    CassetteHeader,
     HttpExchange,
     HttpRequest,
     HttpResponse,
@@ -112,3 +119,34 @@ def chat_session(
 
 
 REGRESSED_EVENTS = ("agent_started", "tool_completed", "agent_completed")
+
+
+HOSTILE_TEXT = '</script><script>window.pwned = 1</script><img src=x onerror="window.pwned = 2">'
+"""Frame text that would run script if a report injected it as HTML."""
+
+
+def demo_session() -> list[Record]:
+    """What ``wsreplay demo`` records: the chat turn with a binary frame, a refused upgrade,
+    the auth bug (error frame, close 1008), the 401 of a wrong bypass key, and the redaction note."""
+    good = chat_session()
+    binary = WebSocketFrame(2, 1.45, True, False, b"\x00\x01wsreplay\xff")
+    hostile = text_frame(2, 1.46, True, {"type": "message", "content": HOSTILE_TEXT})
+    return [
+        *good[:-1],
+        binary,
+        hostile,
+        good[-1],
+        upgrade(3, 1.6, 403),
+        upgrade(4, 1.7),
+        text_frame(4, 1.71, False, AUTH_FAILED),
+        WebSocketClose(4, 1.72, 1008, "Authentication failed", "server"),
+        auth_exchange(5, 1.8, 401),
+        Annotation(0, 1.9, {"redactions": [{"kind": "header", "where": "request X-E2E-Bypass-Key", "count": 2}]}),
+    ]
+
+
+def write_session(path: Path, records: Sequence[Record], *, age: float = 0.0, upstream: str | None = None) -> Path:
+    """Write `records` as a cassette whose header says it was created `age` seconds ago."""
+    header = CassetteHeader(time.time() - age, "0.1.0", upstream=upstream, metadata={"suite": "e2e"})
+    write_cassette(path, Cassette(header, list(records)))
+    return path
