@@ -81,7 +81,6 @@ _UTF8_DECODER: Final = codecs.getincrementaldecoder("utf-8")
 class _Connection:
     """One live WebSocket being replayed."""
 
-    path: str
     player: ConnectionPlayer
     socket: _WebSocket = field(init=False)
     outbox: asyncio.Queue[tuple[Sequence[Action], float]] = field(default_factory=asyncio.Queue)
@@ -209,7 +208,7 @@ class ReplayServer:
         self, request: web.Request, transport: asyncio.Transport, protocol: ServerProtocol, player: ConnectionPlayer
     ) -> None:
         """Play the recorded conversation on the open WebSocket until the connection is closed."""
-        connection = _Connection(request.path, player)
+        connection = _Connection(player)
         socket = connection.socket = _WebSocket(
             transport, request.protocol, protocol, request.path, connection.client_message, connection.client_ended
         )
