@@ -9,25 +9,34 @@ Clients reach it two ways:
   the forwarded request with ``X-Wsreplay-Connection: <token>``; the server plays that
   connection.
 
-Each WebSocket gets one task that performs the player's actions in order (wait, then
-send) while the handler receives the client's frames and feeds them to the player.
+aiohttp parses the HTTP requests and writes the 101; from then on the WebSocket is
+websockets' Sans-I/O protocol over the raw connection (:class:`_WebSocket`), which feeds
+the client's messages to the player as they arrive, while one task per connection
+performs the player's actions in order (wait, then send).
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 from multidict import CIMultiDict
-from websockets import frames
+from websockets.datastructures import Headers
+from websockets.exceptions import ProtocolError
+from websockets.extensions.permessage_deflate import enable_server_permessage_deflate
+from websockets.frames import CloseCode, Frame, Opcode
+from websockets.http11 import Request
+from websockets.protocol import Event, State
+from websockets.server import ServerProtocol
 
 from wsreplay.cassette import MAX_RECORD_BYTES
-from wsreplay.masking import ClientMasking
 from wsreplay.records import HttpRequest, HttpResponse
 from wsreplay.replay import (
     Abort,
@@ -45,40 +54,47 @@ from wsreplay.replay import (
 __all__ = ["CONNECTION_HEADER", "ReplayServer"]
 
 log = logging.getLogger("wsreplay.replay")
+_PROTOCOL_LOG: Final = logging.getLogger("wsreplay.replay.websocket")
+"""websockets' own log of each connection: warnings and errors only (not every open and close)."""
+_PROTOCOL_LOG.setLevel(logging.WARNING)
 
 CONNECTION_HEADER: Final = "X-Wsreplay-Connection"
 """Names the registered connection a request forwarded by the replay addon is to play."""
 CLOSE_TIMEOUT: Final = 5.0
-"""Seconds a close handshake may take before the connection is cut."""
+"""Seconds a closing handshake may take before the connection is cut (RFC 6455 7.1.1)."""
+SHUTDOWN_CLOSE_TIMEOUT: Final = 1.0
+"""Seconds a client gets to answer the 1001 of a stopping server."""
 IDLE_TIMEOUT: Final = 60.0
 """Seconds a connection may go without a whole request (a new one, or between keep-alive
 requests) before it is closed; WebSocket connections are not affected."""
 MAX_BODY_BYTES: Final = 64 * 1024 * 1024
 GOING_AWAY: Final = 1001
-CLOSING_REASON: Final = b"replay server closing"
+CLOSING_REASON: Final = "replay server closing"
 NO_STATUS: Final = 1005
 NORMAL: Final = 1000
 _NOT_FORWARDED: Final = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "upgrade"})
 _ADDED_BY_AIOHTTP: Final = ("Date", "Server", "Content-Type")
-_OPCODES: Final = {True: WSMsgType.TEXT, False: WSMsgType.BINARY}
-_UNMASKED_FRAME_CLOSE: Final = frames.Frame(
-    frames.Opcode.CLOSE, frames.Close(frames.CloseCode.PROTOCOL_ERROR, "client frames must be masked").serialize()
-).serialize(mask=False)
+_UTF8_DECODER: Final = codecs.getincrementaldecoder("utf-8")
 
 
 @dataclass(eq=False)
 class _Connection:
     """One live WebSocket being replayed."""
 
-    ws: web.WebSocketResponse
-    request: web.BaseRequest
     player: ConnectionPlayer
+    socket: _WebSocket = field(init=False)
     outbox: asyncio.Queue[tuple[Sequence[Action], float]] = field(default_factory=asyncio.Queue)
     performer: asyncio.Task[None] | None = None
     ending: bool = False
     """Set once the server closes or drops the connection itself."""
-    failed_with: int | None = None
-    """The close code the server failed the connection with, for a protocol error aiohttp does not see."""
+
+    def client_message(self, is_text: bool, payload: str | bytes) -> None:
+        _dispatch(self, self.player.client_frame(is_text, payload), asyncio.get_running_loop().time())
+
+    def client_ended(self, code: int, reason: str) -> None:
+        """The client closed (`code`), broke the protocol (`code`: the server's answer) or went away (1006)."""
+        if not self.ending:
+            _dispatch(self, self.player.client_closed(code, reason), asyncio.get_running_loop().time())
 
 
 class ReplayServer:
@@ -139,10 +155,8 @@ class ReplayServer:
         connection.ending = True
         if connection.performer is not None:
             connection.performer.cancel()
-        try:
-            await asyncio.wait_for(connection.ws.close(code=GOING_AWAY, message=CLOSING_REASON), CLOSE_TIMEOUT)
-        except (TimeoutError, ConnectionError):
-            _drop(connection)
+        connection.socket.close(GOING_AWAY, CLOSING_REASON, SHUTDOWN_CLOSE_TIMEOUT)
+        await connection.socket.wait_closed()
 
     # requests
 
@@ -165,93 +179,255 @@ class ReplayServer:
 
     # WebSockets
 
-    async def _play(self, request: web.Request, accepted: Accepted) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(
-            protocols=(accepted.subprotocol,) if accepted.subprotocol else (),
-            compress=accepted.deflate,
-            max_msg_size=MAX_RECORD_BYTES,
-            timeout=CLOSE_TIMEOUT,
-            autoclose=False,
+    async def _play(self, request: web.Request, accepted: Accepted) -> web.StreamResponse:
+        """Answer the upgrade (negotiated by websockets' handshake, written by aiohttp), then drive
+        the WebSocket with websockets' protocol over the raw connection until it is closed."""
+        handshake = ServerProtocol(
+            extensions=enable_server_permessage_deflate(None) if accepted.deflate else None,
+            select_subprotocol=lambda _protocol, _offered: accepted.subprotocol,
+            logger=_PROTOCOL_LOG,
         )
-        connection = _Connection(ws, request, accepted.player)
-        if request.transport is not None and ws.can_prepare(request).ok:
-            request.transport.set_protocol(_MaskedFramesOnly(request.transport, connection))
-        await ws.prepare(request)
-        loop = asyncio.get_running_loop()
+        answer = handshake.accept(_handshake_request(request))
+        if answer.status_code != 101:
+            headers = tuple(answer.headers.raw_items())
+            return _RecordedResponse(
+                HttpResponse(answer.status_code, answer.reason_phrase, headers=headers, body=answer.body)
+            )
+        switching = web.StreamResponse(
+            status=101, reason=answer.reason_phrase, headers=CIMultiDict(answer.headers.raw_items())
+        )
+        switching.force_close()
+        await switching.prepare(request)
+        if isinstance(request.transport, asyncio.Transport):
+            protocol = ServerProtocol(state=State.OPEN, max_size=MAX_RECORD_BYTES, logger=_PROTOCOL_LOG)
+            protocol.extensions = handshake.extensions
+            await self._converse(request, request.transport, protocol, accepted.player)
+        return switching
+
+    async def _converse(
+        self, request: web.Request, transport: asyncio.Transport, protocol: ServerProtocol, player: ConnectionPlayer
+    ) -> None:
+        """Play the recorded conversation on the open WebSocket until the connection is closed."""
+        connection = _Connection(player)
+        socket = connection.socket = _WebSocket(
+            transport, request.protocol, protocol, request.path, connection.client_message, connection.client_ended
+        )
+        _dispatch(connection, player.start(), asyncio.get_running_loop().time())
         self._connections.add(connection)
         performer = connection.performer = asyncio.create_task(_perform(connection))
+        socket.take_over()
         try:
-            _dispatch(connection, accepted.player.start(), loop.time())
-            await self._receive(connection, loop)
-            if connection.ending:
-                _, pending = await asyncio.wait([performer], timeout=CLOSE_TIMEOUT)
-                if pending:
-                    _drop(connection)
+            await socket.wait_closed()
         finally:
             performer.cancel()
             self._connections.discard(connection)
             await asyncio.wait([performer])
-        return ws
-
-    async def _receive(self, connection: _Connection, loop: asyncio.AbstractEventLoop) -> None:
-        """Feed client messages to the player until the connection closes."""
-        ws, player = connection.ws, connection.player
-        while True:
-            message = await ws.receive()
-            if message.type is WSMsgType.TEXT:
-                _dispatch(connection, player.client_frame(True, message.data), loop.time())
-            elif message.type is WSMsgType.BINARY:
-                _dispatch(connection, player.client_frame(False, message.data), loop.time())
-            elif message.type is WSMsgType.CLOSE:
-                reason = message.extra or ""
-                _dispatch(connection, player.client_closed(message.data, reason), loop.time())
-                await _echo_close(ws, message.data, reason)
-                return
-            else:
-                if not connection.ending:
-                    _dispatch(connection, player.client_closed(connection.failed_with or ws.close_code), loop.time())
-                return
 
 
-class _MaskedFramesOnly(asyncio.Protocol):
-    """Stands between an accepted WebSocket's transport and aiohttp's protocol, which does
-    not check masking: passes the client's bytes on while every frame is masked, and fails
-    the connection with 1002 at the first unmasked one (RFC 6455 5.1)."""
+class _IncomingMessage:
+    """A client message received fragment by fragment; text is decoded as it comes."""
 
-    def __init__(self, transport: asyncio.BaseTransport, connection: _Connection) -> None:
+    def __init__(self, is_text: bool) -> None:
+        self.is_text = is_text
+        self._decoder = _UTF8_DECODER() if is_text else None
+        self._text: list[str] = []
+        self._data: list[bytes | bytearray | memoryview] = []
+
+    def add(self, fragment: bytes | bytearray | memoryview, final: bool) -> None:
+        """Raise UnicodeDecodeError as soon as the text cannot be UTF-8, whatever follows."""
+        if self._decoder is None:
+            self._data.append(fragment)
+        else:
+            self._text.append(self._decoder.decode(fragment, final))
+
+    @property
+    def payload(self) -> str | bytes:
+        return "".join(self._text) if self.is_text else b"".join(self._data)
+
+
+class _WebSocket(asyncio.Protocol):
+    """The server's side of an accepted WebSocket once the 101 is written: websockets' Sans-I/O
+    protocol over the connection's transport, taken over from aiohttp.
+
+    websockets' protocol fails the connection as a strict server does: 1002 for an unmasked or
+    malformed frame or an invalid close code, 1007 for a close reason that is not UTF-8, 1009 for
+    a message over 64 MiB; this class adds 1007 at the first invalid UTF-8 byte of a text message,
+    even mid-message. Pings are answered and the client's close is echoed. Every closing handshake
+    is bounded: once a close is sent, the client has a few seconds to answer it and end the TCP
+    connection, after which the connection is cut.
+    """
+
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        http: RequestHandler,
+        protocol: ServerProtocol,
+        name: str,
+        on_message: Callable[[bool, str | bytes], None],
+        on_end: Callable[[int, str], None],
+    ) -> None:
         self._transport = transport
-        self._inner = transport.get_protocol()
-        self._connection = connection
-        self._masking = ClientMasking()
-        self._failed = False
+        self._http = http
+        self._protocol = protocol
+        self._name = name
+        self._on_message = on_message
+        self._on_end = on_end
+        self._loop = asyncio.get_running_loop()
+        self._lost: asyncio.Future[None] = self._loop.create_future()
+        self._writable: asyncio.Future[None] | None = None
+        self._cutter: asyncio.TimerHandle | None = None
+        self._message: _IncomingMessage | None = None
+        self._closed_by_server = False
+        self._end_reported = False
+
+    def take_over(self) -> None:
+        """Receive the connection's bytes from now on, starting with those aiohttp read past the upgrade request."""
+        self._transport.set_protocol(self)
+        # aiohttp hands the bytes it buffered to any parser with feed_data (it expects its WebSocketReader)
+        self._http.set_parser(self)  # type: ignore[arg-type]
+
+    @property
+    def open(self) -> bool:
+        return self._protocol.state is State.OPEN
+
+    async def send(self, is_text: bool, payload: bytes) -> None:
+        """Send one message (nothing once closing), then wait while the client reads too slowly."""
+        if not self.open:
+            return
+        if is_text:
+            self._protocol.send_text(payload)
+        else:
+            self._protocol.send_binary(payload)
+        self._send_pending()
+        if self._writable is not None:
+            await self._writable
+
+    def close(self, code: int, reason: str, timeout: float = CLOSE_TIMEOUT) -> None:
+        """Send a close frame; the client has `timeout` seconds to answer it and end the connection."""
+        if self.open:
+            self._closed_by_server = True
+            try:
+                self._protocol.send_close(code, reason)
+            except ProtocolError:
+                log.warning("%s: close %d %r cannot be sent; closing with 1011", self._name, code, reason)
+                self._protocol.send_close(CloseCode.INTERNAL_ERROR)
+        self._send_pending()
+        self._cut_within(timeout)
+
+    def drop(self) -> None:
+        """End the TCP connection without a close frame (the client sees 1006), once what was sent is out."""
+        self._closed_by_server = True
+        self._transport.close()
+        self._cut_within(CLOSE_TIMEOUT)
+
+    async def wait_closed(self) -> None:
+        await asyncio.shield(self._lost)
+
+    # the transport's callbacks
 
     def data_received(self, data: bytes) -> None:
-        if self._failed:
-            return
-        unmasked_at = self._masking.feed(data)
-        if unmasked_at is None:
-            self._inner.data_received(data)  # type: ignore[attr-defined]
-            return
-        if unmasked_at:
-            self._inner.data_received(data[:unmasked_at])  # type: ignore[attr-defined]
-        self._failed = True
-        self._connection.failed_with = frames.CloseCode.PROTOCOL_ERROR
-        log.warning("%s: the client sent an unmasked frame; closed with 1002", self._connection.request.path)
-        assert isinstance(self._transport, asyncio.WriteTransport)
-        self._transport.write(_UNMASKED_FRAME_CLOSE)
-        self._transport.close()
+        self._protocol.receive_data(data)
+        self._receive(self._protocol.events_received())
+        self._send_pending()
+        self._report_end()
 
-    def eof_received(self) -> bool | None:
-        return self._inner.eof_received()  # type: ignore[attr-defined]
+    def eof_received(self) -> None:
+        self._protocol.receive_eof()
+        self._send_pending()
+        self._report_end(lost=True)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._inner.connection_lost(exc)
+        self._protocol.receive_eof()
+        if self._cutter is not None:
+            self._cutter.cancel()
+        self._report_end(lost=True)
+        self.resume_writing()
+        self._lost.set_result(None)
+        self._http.connection_lost(exc)
 
     def pause_writing(self) -> None:
-        self._inner.pause_writing()
+        self._writable = self._loop.create_future()
 
     def resume_writing(self) -> None:
-        self._inner.resume_writing()
+        writable, self._writable = self._writable, None
+        if writable is not None:
+            writable.set_result(None)
+
+    # aiohttp's payload parser interface, for the bytes it read before the take-over
+
+    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
+        self.data_received(data)
+        return False, b""
+
+    def feed_eof(self) -> None:
+        """aiohttp lets go of the connection; connection_lost has done the work."""
+
+    # internals
+
+    def _receive(self, frames: Sequence[Event]) -> None:
+        """Hand whole messages to `on_message`; fail the connection with 1007 at invalid UTF-8."""
+        for frame in frames:
+            if not isinstance(frame, Frame):
+                continue
+            if frame.opcode is Opcode.TEXT or frame.opcode is Opcode.BINARY:
+                self._message = _IncomingMessage(frame.opcode is Opcode.TEXT)
+            elif frame.opcode is not Opcode.CONT or self._message is None:
+                continue
+            message = self._message
+            try:
+                message.add(frame.data, frame.fin)
+            except UnicodeDecodeError as error:
+                if self.open:
+                    self._protocol.fail(CloseCode.INVALID_DATA, f"{error.reason} at position {error.start}")
+                return
+            if frame.fin:
+                self._message = None
+                self._on_message(message.is_text, message.payload)
+
+    def _send_pending(self) -> None:
+        for data in self._protocol.data_to_send():
+            if data:
+                self._transport.write(data)
+            elif self._transport.can_write_eof():
+                self._transport.write_eof()
+            else:
+                self._transport.close()
+        if self._protocol.close_expected():
+            self._cut_within(CLOSE_TIMEOUT)
+
+    def _cut_within(self, timeout: float) -> None:
+        """Abort the TCP connection in `timeout` seconds (or sooner, if already planned) unless it ends first."""
+        if self._lost.done():
+            return
+        deadline = self._loop.time() + timeout
+        if self._cutter is not None:
+            if self._cutter.when() <= deadline:
+                return
+            self._cutter.cancel()
+        self._cutter = self._loop.call_at(deadline, self._transport.abort)
+
+    def _report_end(self, lost: bool = False) -> None:
+        """Tell `on_end`, once, that the client closed, broke the protocol or went away."""
+        if self._end_reported:
+            return
+        received, sent = self._protocol.close_rcvd, self._protocol.close_sent
+        if received is not None:
+            code, reason = received.code, received.reason
+        elif sent is not None and not self._closed_by_server:
+            code, reason = sent.code, sent.reason
+            log.warning("%s: the client broke the protocol (%s); closed with %d", self._name, reason, code)
+        elif lost:
+            code, reason = CloseCode.ABNORMAL_CLOSURE, ""
+        else:
+            return
+        self._end_reported = True
+        self._on_end(code, reason)
+
+
+def _handshake_request(request: web.BaseRequest) -> Request:
+    """The upgrade request as websockets' handshake reads it."""
+    headers = Headers((name.decode("latin-1"), value.decode("latin-1")) for name, value in request.raw_headers)
+    return Request(request.raw_path, headers)
 
 
 def _dispatch(connection: _Connection, actions: Sequence[Action], received: float) -> None:
@@ -268,49 +444,31 @@ async def _perform(connection: _Connection) -> None:
     """Perform queued actions in order, each `delay` after the later of the previous action
     and the client frame that triggered it (a late wake-up delays what follows, so no gap shrinks)."""
     loop = asyncio.get_running_loop()
-    ws = connection.ws
+    socket = connection.socket
     previous = loop.time()
-    try:
-        while True:
-            actions, received = await connection.outbox.get()
-            previous = max(previous, received)
-            for action in actions:
-                kind = type(action)
-                if kind is Log:
-                    continue
-                if action.delay:
-                    if (wait := previous + action.delay - loop.time()) > 0:
-                        await asyncio.sleep(wait)
-                    previous = loop.time()
-                if kind is Send:
-                    await ws.send_frame(action.payload, _OPCODES[action.is_text])
-                elif kind is Close:
-                    connection.ending = True
-                    code = NORMAL if action.code == NO_STATUS else action.code
-                    await ws.close(code=code, message=action.reason.encode())
-                    return
-                elif kind is Abort:
-                    connection.ending = True
-                    _drop(connection)
-                    return
-    except ConnectionError:
-        return
-
-
-async def _echo_close(ws: web.WebSocketResponse, code: int, reason: str) -> None:
-    """Answer a client's close with its own code and reason, as mitmproxy (and the `websockets`
-    server) do, so that a client sees the same close replayed directly and through the proxy."""
-    try:
-        await ws.close(code=NORMAL if code == NO_STATUS else code, message=reason.encode(), drain=False)
-    except ConnectionError:
-        return
-
-
-def _drop(connection: _Connection) -> None:
-    """Cut the TCP connection without a close frame (what the client sees as 1006)."""
-    transport = connection.request.transport
-    if transport is not None:
-        transport.close()
+    while True:
+        actions, received = await connection.outbox.get()
+        previous = max(previous, received)
+        for action in actions:
+            kind = type(action)
+            if kind is Log:
+                continue
+            if action.delay:
+                if (wait := previous + action.delay - loop.time()) > 0:
+                    await asyncio.sleep(wait)
+                previous = loop.time()
+            if not socket.open:
+                return
+            if kind is Send:
+                await socket.send(action.is_text, action.payload)
+            elif kind is Close:
+                connection.ending = True
+                socket.close(NORMAL if action.code == NO_STATUS else action.code, action.reason)
+                return
+            elif kind is Abort:
+                connection.ending = True
+                socket.drop()
+                return
 
 
 # HTTP

@@ -21,7 +21,10 @@ from typing import Any
 
 import pytest
 
-from tests.support.cli import run_wsreplay
+from wsreplay.cassette import Cassette, write_cassette
+from wsreplay.records import WebSocketClose
+from tests.support.cli import RunningWsreplay, run_wsreplay
+from tests.support.replay_records import HEADER, accepted_open, client, server, upgrade_request
 from tests.support.scenario import AGENT_EVENTS, browser_staging_upstream
 
 NODE = shutil.which("node")
@@ -65,3 +68,50 @@ async def test_nodes_websocket_and_fetch_see_the_same_session_live_and_replayed(
     assert ["closed", "/ws", 1000, "done", True] in live, "the client closes; its close comes back"
     assert ["error", "/ws"] in live, "the upgrade without a token is refused"
     assert live[-3:] == [["open", "/drop", "jwt.<token>"], ["text", "hello"], ["closed", "/drop", 1006, "", False]]
+
+
+SERVER_CLOSES = r"""
+// 30 WebSockets at once; each sends two messages, the first of which the server answers with
+// frames, an error frame and a close 1008.
+const url = process.argv[1];
+const one = () => new Promise((resolve) => {
+  const ws = new WebSocket(url);
+  const seen = [];
+  ws.onopen = () => { ws.send('"hello"'); ws.send('"are you there?"'); };
+  ws.onmessage = (event) => seen.push(JSON.parse(event.data).type);
+  ws.onerror = () => {};
+  ws.onclose = (event) => resolve([...seen, event.code, event.reason, event.wasClean]);
+});
+console.log(JSON.stringify(await Promise.all(Array.from({ length: 30 }, one))));
+"""
+
+
+async def test_nodes_websocket_gets_every_frame_and_a_clean_close_from_a_direct_replay(tmp_path: Path) -> None:
+    """The second message reaches the server after its close: a server that ends TCP without waiting
+    for the client's answer resets the connection, and Node reports an unclean close (or loses frames)."""
+    if node_version() < (20, 10):
+        pytest.skip("Node's WebSocket needs Node 20.10 or later")
+    assert NODE is not None
+    cassette = tmp_path / "auth-failed.cassette"
+    request = upgrade_request("/ws")
+    records = [
+        accepted_open(1, 0.0, request),
+        client(1, 0.0005, "hello"),
+        *(server(1, 0.001 * n, {"type": f"event_{n}"}) for n in range(1, 4)),
+        server(1, 0.005, {"type": "error_message", "error_message": "Authentication failed"}),
+        WebSocketClose(1, 0.006, 1008, "Authentication failed", "server"),
+    ]
+    write_cassette(cassette, Cassette(HEADER, records))
+    replay = RunningWsreplay("replay", str(cassette), "--direct", "--speed", "max", "--listen", "127.0.0.1:0")
+    try:
+        port = await asyncio.to_thread(replay.wait_listening)
+        node = await asyncio.create_subprocess_exec(
+            NODE, "--experimental-websocket", "--input-type=module", "-e", SERVER_CLOSES, f"ws://127.0.0.1:{port}/ws",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        stdout, stderr = await asyncio.wait_for(node.communicate(), TIMEOUT)
+    finally:
+        await asyncio.to_thread(replay.stop)
+    assert node.returncode == 0, stderr.decode()
+    expected = ["event_1", "event_2", "event_3", "error_message", 1008, "Authentication failed", True]
+    assert json.loads(stdout) == [expected] * 30
