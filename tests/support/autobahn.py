@@ -64,6 +64,11 @@ class EchoServer:
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int:
+        assert self._process is not None
+        return self._process.pid
+
     def __enter__(self) -> EchoServer:
         self._process = subprocess.Popen(
             [sys.executable, "-m", "tests.support.echo_server"],
