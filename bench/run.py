@@ -33,8 +33,11 @@ Setup (also written to the JSON):
   recorder sessions run at the same time.
 * HTTP matching: cassettes of K exchanges loaded by wsreplay (``ReplaySession``) and
   by vcrpy (``pip install vcrpy``; its rows are skipped when it is not installed).
+* Autobahn (``bench/autobahn_bench.py``; ``--no-autobahn`` skips it, and it skips itself without
+  ``wstest``): Autobahn|Testsuite's case 9 timed by Autobahn itself, through the recorder
+  against bare mitmproxy, and from ``replay --direct`` against the live echo server.
 
-Ratios are value / baseline. Rows without a target are context.
+Ratios are value / baseline (for times, baseline / value: above 1 is faster). Rows without a target are context.
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ for entry in (str(ROOT), str(BENCH_DIR)):
     if entry not in sys.path:
         sys.path.insert(0, entry)
 
+import autobahn_bench  # noqa: E402
 import matching  # noqa: E402
 import storage  # noqa: E402
 import wsload  # noqa: E402
@@ -91,14 +95,17 @@ class Figure:
     """The samples and baseline samples were taken in alternation (repeat i of each adjacent in
     time): the ratio is then the median of the per-repeat ratios, which machine-load drift
     disturbs less than the ratio of the medians."""
+    inverse: bool = False
+    """The value is a time (less is better): the ratio is baseline / value, so that ≥ 1 is faster."""
 
     @property
     def ratio(self) -> float | None:
-        if self.baseline is None or not self.baseline:
+        if self.baseline is None or not self.baseline or not self.value:
             return None
         if self.paired and self.samples and len(self.samples) == len(self.baseline_samples):
-            return statistics.median(v / b for v, b in zip(self.samples, self.baseline_samples, strict=True))
-        return self.value / self.baseline
+            pairs = zip(self.samples, self.baseline_samples, strict=True)
+            return statistics.median(b / v if self.inverse else v / b for v, b in pairs)
+        return self.baseline / self.value if self.inverse else self.value / self.baseline
 
     @property
     def met(self) -> bool | None:
@@ -138,6 +145,8 @@ def _fmt(value: float | None, unit: str) -> str:
         return f"{value:,.1f} B/frame"
     if unit == "ms":
         return f"{value:,.1f} ms"
+    if unit == "s":
+        return f"{value:,.2f} s"
     if unit == "µs":
         return f"{value:,.1f} µs" if value < 10_000 else f"{value / 1000:,.1f} ms"
     return f"{value:,.3g} {unit}"
@@ -215,6 +224,8 @@ class Params:
     http_lookups: int
     http_min_seconds: float
     http_load_repeats: int
+    autobahn: bool
+    autobahn_repeats: int
     quick: bool
 
 
@@ -770,6 +781,11 @@ SETUP = {
     "storage": "the recorded N-frame session's records written with CassetteWriter / read with "
     "CassetteReader; JSON lines = `wsreplay show --json` objects; mitmproxy flow file = "
     "io.FlowWriter of the bare proxy's N-frame session flow",
+    "autobahn": "Autobahn|Testsuite fuzzingclient (wstest) case 9 subset (9.1-9.4, 9.7, 9.8; --quick: a few small "
+    "ones) against a websockets echo server (own process): through bare mitmproxy and the recorder (ProxyHost "
+    "processes), straight to the echo server, and from `wsreplay replay --direct --speed max` of a recording; "
+    "figure = sum of Autobahn's per-case durations; servers and proxies on the last CPU, wstest on the others; "
+    "3 alternated repeats (--quick 1); ratio = baseline time / time",
     "http": "cassettes of K mixed REST exchanges (distinct paths); wsreplay live requests carry fresh "
     "volatile JSON values; vcrpy: YAML cassette, default matchers, identical requests, "
     "allow_playback_repeats",
@@ -787,6 +803,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
     parser.add_argument("--no-vcrpy", action="store_true", help="skip the vcrpy rows")
+    parser.add_argument("--no-autobahn", action="store_true", help="skip the Autobahn case 9 rows (bench/autobahn_bench.py)")
     parser.add_argument("--output", type=Path, default=None, help="JSON file (default bench/results/bench-<time>-py<ver>.json)")
     args = parser.parse_args(argv)
     for name in ("repeats", "proxy_repeats"):
@@ -814,6 +831,8 @@ def make_params(args: argparse.Namespace) -> Params:
         http_lookups=200,
         http_min_seconds=0.05 if quick else 0.2,
         http_load_repeats=1 if quick else 3,
+        autobahn=not args.no_autobahn,
+        autobahn_repeats=1 if quick else 3,
         quick=quick,
     )
 
@@ -836,11 +855,21 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(websocket_benchmarks(params, work, figures, raw, skipped))
         storage_benchmarks(params, work, figures, raw)
         http_benchmarks(params, work, figures, raw, skipped)
+        if params.autobahn:
+            autobahn_figures, autobahn_raw, autobahn_skipped = autobahn_bench.autobahn_benchmarks(
+                params.quick, params.autobahn_repeats, work
+            )
+            figures += [Figure(**figure) for figure in autobahn_figures]
+            raw |= autobahn_raw
+            skipped += autobahn_skipped
+        else:
+            skipped.append("autobahn rows: --no-autobahn")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     duration = time.perf_counter() - started
     order = [
         "physical.", "bare.", "recorder.burst", "recorder.round", "recorder.memory", "replay.", "cassette.", "http.",
+        "autobahn.",
     ]
     figures.sort(key=lambda f: next((i for i, p in enumerate(order) if f.key.startswith(p)), len(order)))
 
