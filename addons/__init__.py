@@ -4,6 +4,7 @@ from pathlib import Path
 from typing import Final
 
 ADDON_FILES: Final = tuple(
-    Path(__file__).with_name(f"{name}.py") for name in ("lost_connections", "recorder", "replayer", "resolver")
+    Path(__file__).with_name(f"{name}.py")
+    for name in ("lost_connections", "closing_handshake", "recorder", "replayer", "resolver")
 )
-"""The addon scripts, `lost_connections` first (load it with the recorder or the replayer)."""
+"""The addon scripts, `lost_connections` and `closing_handshake` first (load them with the recorder or the replayer)."""

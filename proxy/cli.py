@@ -765,7 +765,8 @@ def env(proxy_address: tuple[str, int], confdir: Path | None, shell: bool) -> No
 def addons() -> None:
     """Print the paths of wsreplay's mitmproxy addons, for `mitmdump -s PATH`.
 
-    `lost_connections` first: load it with `recorder` or `replayer`, as wsreplay does.
+    `lost_connections` and `closing_handshake` first: load them with `recorder` or
+    `replayer`, as wsreplay does.
     """
     from wsreplay.addons import ADDON_FILES
 

@@ -32,6 +32,7 @@ from mitmproxy.connection import Client
 from mitmproxy.proxy import mode_specs
 from mitmproxy.proxy.mode_servers import ServerInstance
 
+from wsreplay.addons.closing_handshake import ClosingHandshake
 from wsreplay.addons.lost_connections import LostConnections
 from wsreplay.upstream import HTTP_SCHEME_OF_WEBSOCKET
 
@@ -163,7 +164,7 @@ class _StartupLog(logging.Handler):
 
 
 class ProxyHost:
-    """A mitmproxy Master with the default addons, `LostConnections`, and the given ones.
+    """A mitmproxy Master with the default addons, `LostConnections`, `ClosingHandshake`, and the given ones.
 
     Use `start`/`stop` from a running event loop, or `start_in_thread`/`stop_thread`
     from sync code (the proxy then owns an event loop on a daemon thread, and every
@@ -311,7 +312,7 @@ class ProxyHost:
         self._tracker.tasks.clear()
         m.addons.add(self._tracker)
         m.addons.add(*default_addons())
-        m.addons.add(LostConnections())
+        m.addons.add(LostConnections(), ClosingHandshake())
         m.addons.add(*self.addons)
         m.addons.add(_Readiness())
         return m

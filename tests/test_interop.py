@@ -589,11 +589,11 @@ async def test_the_addons_record_and_replay_under_a_plain_mitmdump(tmp_path: Pat
     listed = run_wsreplay("addons")
     assert listed.returncode == 0, listed.stderr
     addon_files = {Path(line).stem: Path(line) for line in listed.stdout.splitlines()}
-    assert set(addon_files) == {"lost_connections", "recorder", "replayer", "resolver"}
+    assert set(addon_files) == {"lost_connections", "closing_handshake", "recorder", "replayer", "resolver"}
     assert all(path.is_file() for path in addon_files.values())
     cassette = tmp_path / "s.cassette"
     confdir = tmp_path / "mitmproxy"
-    lost_connections = ("-s", str(addon_files["lost_connections"]))
+    always_loaded = ("-s", str(addon_files["lost_connections"]), "-s", str(addon_files["closing_handshake"]))
 
     async def chat_then_drop(port: int) -> tuple[str, int | None]:
         await drive_session(port)
@@ -608,9 +608,9 @@ async def test_the_addons_record_and_replay_under_a_plain_mitmdump(tmp_path: Pat
     async with upstream:
         upstream_port = upstream.port
         record = ("-s", str(addon_files["recorder"]), "--set", f"wsreplay_output={cassette}")
-        live = await run_mitmdump(upstream_port, confdir, *lost_connections, *record, session=chat_then_drop)
+        live = await run_mitmdump(upstream_port, confdir, *always_loaded, *record, session=chat_then_drop)
     replay = ("-s", str(addon_files["replayer"]), "--set", "connection_strategy=lazy", "--set", f"wsreplay_cassette={cassette}")
-    replayed = await run_mitmdump(upstream_port, confdir, *lost_connections, *replay, session=chat_then_drop)
+    replayed = await run_mitmdump(upstream_port, confdir, *always_loaded, *replay, session=chat_then_drop)
 
     assert live == replayed == ("hello", 1006)
     closes = [(r.code, r.closed_by) for r in load_cassette(cassette).records if isinstance(r, WebSocketClose)]

@@ -5,9 +5,8 @@ against a scripted staging upstream, then under `wsreplay replay -- node ...` wi
 upstream gone: the refused auth handshake, a chat turn with the JWT in a subprotocol, a
 refused upgrade and a lost connection must look the same to it both times.
 
-A server's close is left out: mitmproxy closes the client's TCP connection right after
-forwarding the server's close frame, and Node 20's WebSocket then sometimes drops the
-frames it had not yet handed over (1006 instead of the close), live and replayed alike.
+A server's close is left out here; tests/test_closing_handshake.py has Node's WebSocket
+see 30 of them at once, recorded and replayed.
 """
 
 from __future__ import annotations
