@@ -31,7 +31,9 @@ from typing import Final
 from mitmproxy.connection import Connection, ConnectionState
 from mitmproxy.proxy import commands, events, layer
 from mitmproxy.proxy.layers.websocket import WebsocketConnection, WebsocketLayer
+import wsproto.events
 from wsproto import ConnectionState as WebSocketState
+from wsproto.frame_protocol import FrameProtocol
 
 log = logging.getLogger("wsreplay.proxy")
 
@@ -63,15 +65,22 @@ class _ClosingHandshake:
         if isinstance(event, events.Wakeup):
             self.timed_out = True
         elif isinstance(event, events.DataReceived) and event.connection in self.pending:
-            self._read_answer(event.connection, event.data)
+            yield from self._read_answer(event.connection, event.data)
         yield from self._close_done()
 
-    def _read_answer(self, connection: Connection, data: bytes) -> None:
+    def _read_answer(self, connection: Connection, data: bytes) -> layer.CommandGenerator[None]:
+        """Read what the peer sends before its close frame: pings are answered, the rest is too late to relay.
+
+        RFC 6455 5.5.2 has a ping answered until the peer's close frame arrives, but wsproto
+        sends nothing once it has sent its own close, so the pong is framed here.
+        """
         websocket = self.websockets[connection]
         if websocket.state is WebSocketState.LOCAL_CLOSING:
             websocket.receive_data(data)
-            for _ in websocket.events():
-                pass  # anything the peer sent before its close frame is too late to relay
+            for event in websocket.events():
+                if isinstance(event, wsproto.events.Ping):
+                    pong = FrameProtocol(websocket.client, []).pong(event.payload)
+                    yield commands.SendData(connection, pong)
 
     def _done(self, connection: Connection) -> bool:
         """True once the peer sent its close frame (or was sent none), closed its end, or ran out of time."""

@@ -370,11 +370,6 @@ async def test_a_bad_upgrade_gets_400_and_the_connection_goes_on_serving_http(di
 OP_PING, OP_PONG = 0x9, 0xA
 INVALID_CLOSE_CODES = [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535]
 VALID_CLOSES = [(1000, b""), (1001, b"going"), (3000, b"registered"), (4999, "privé".encode())]
-MITMPROXY_ENDS_AT_ONCE = pytest.mark.xfail(
-    reason="mitmproxy closes the client's TCP connection as soon as it has relayed a close frame "
-    "(mitmproxy/proxy/layers/websocket.py), without waiting for the client's answer: a mitmproxy-side fix",
-    strict=True,
-)
 MITMPROXY_HAS_NO_SIZE_LIMIT = pytest.mark.xfail(
     reason="mitmproxy (wsproto) has no message size limit: it waits for the 4 EB payload: a mitmproxy-side fix",
     strict=True,
@@ -497,13 +492,9 @@ async def test_an_empty_close_is_echoed_empty(served: Replay) -> None:
     assert await ending_after_greeting(served.port, masked(Opcode.CLOSE, b"")) == [(OP_CLOSE, b"")]
 
 
-async def test_a_recorded_close_waits_for_the_clients_close_before_ending_tcp(
-    served: Replay, request: pytest.FixtureRequest
-) -> None:
+async def test_a_recorded_close_waits_for_the_clients_close_before_ending_tcp(served: Replay) -> None:
     """The recorded error frame and close 1008; the connection stays open (a ping is answered)
     until the client answers the close, then ends with a FIN (a reset would raise here)."""
-    if request.node.callspec.params["served"] == "proxied":
-        request.applymarker(MITMPROXY_ENDS_AT_ONCE)
     reader, writer = await greeted(served.port, "/auth-failed")
     try:
         assert described([await next_frame(reader)]) == [AUTH_ERROR]
