@@ -17,10 +17,11 @@ import time
 from collections.abc import Sequence
 
 from mitmproxy import ctx, exceptions, http
+from mitmproxy.proxy.server_hooks import ServerConnectionHookData
 
 import wsreplay
 from wsreplay.cassette import CassetteError, CassetteWriter
-from wsreplay.flows import is_replayed, request_record, response_record
+from wsreplay.flows import AnswerClock, answer_timing, is_replayed, request_record, response_record
 from wsreplay.recording import Recording
 from wsreplay.records import (
     CassetteHeader,
@@ -62,6 +63,7 @@ class Recorder:
         self.recording: Recording | None = None
         self._live: dict[str, _LiveWebSocket] = {}
         """Per WebSocket flow that has recorded frames into the current recording, by flow id."""
+        self._clock = AnswerClock()
 
     def load(self, loader) -> None:
         loader.add_option("wsreplay_output", str, "", "Cassette file to record into.")
@@ -150,22 +152,23 @@ class Recorder:
         record_id = recording.id_for(flow.id)
         request = request_record(flow)
         response = response_record(flow.response)
+        started, duration = answer_timing(flow, self._clock)
         if request.is_websocket_upgrade:
-            opened_at = recording.offset(flow.response.timestamp_start or time.time())
-            opened = recording.add(WebSocketOpen(record_id, opened_at, request, response))
+            opened = recording.add(WebSocketOpen(record_id, recording.offset(started), request, response, duration))
             verb = "opened" if response.status == 101 else f"refused {response.status}"
             log.info("ws #%d %s %s", record_id, opened.request.target, verb)
             if response.status != 101:
                 recording.forget(flow.id)
             return
-        started = flow.request.timestamp_start
-        duration = (flow.response.timestamp_end or time.time()) - started
         written = recording.add(HttpExchange(record_id, recording.offset(started), request, response, duration))
         recording.forget(flow.id)
         assert written.response is not None
         log.info(
             "%s %s -> %d %s", request.method, written.request.target, response.status, _preview(written.response.body)
         )
+
+    def server_disconnected(self, data: ServerConnectionHookData) -> None:
+        self._clock.forget(data.server.id)
 
     def error(self, flow: http.HTTPFlow) -> None:
         recording = self._recording_for(flow)

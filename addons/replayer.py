@@ -7,6 +7,7 @@ HTTP requests, refused and unmatched upgrades are answered here (``flow.response
 mitmproxy cannot serve a WebSocket without an upstream, so an accepted upgrade is
 sent on to the in-process replay server on 127.0.0.1 (plain ws, whatever the client
 used), tagged with the recorded connection it is to play; mitmproxy relays the frames.
+Every answer, the forwarding of an accepted upgrade included, waits its recorded delay first.
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ class Replayer:
             "wsreplay_speed",
             str,
             "1",
-            "Replay speed: 1 keeps the recorded gaps between server frames, 2.5 divides them, max sends at once.",
+            "Replay speed: 1 keeps the recorded waits for answers (HTTP responses, upgrades) and gaps between "
+            "server frames, 2.5 divides them, max answers and sends at once.",
         )
         loader.add_option(
             "wsreplay_on_mismatch",
@@ -135,13 +137,13 @@ class Replayer:
             log.info("%s: not in the cassette, forwarded", live.target)
             return
         mark_replayed(flow)
-        if isinstance(answer, Accepted):
-            self._forward_to_replay_server(flow, answer)
-            return
         if isinstance(answer, Unmatched):
             log.warning("%s", answer.message)
         if answer.delay:
             await asyncio.sleep(answer.delay)
+        if isinstance(answer, Accepted):
+            self._forward_to_replay_server(flow, answer)
+            return
         flow.response = to_mitmproxy_response(answer.response)
 
     def _forward_to_replay_server(self, flow: http.HTTPFlow, answer: Accepted) -> None:

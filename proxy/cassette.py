@@ -1,9 +1,10 @@
-"""Cassette format v1: a msgpack stream, written record by record, read in constant memory.
+"""Cassette format v2 (and v1): a msgpack stream, written record by record, read in constant memory.
 
 The format is specified in ``cassettes/FORMAT.md``. In short: the first object is a
 header map; every following object is an array ``[kind, id, time_us, ...]``. Records
 are appended and flushed as they happen, so a recorder killed mid-session leaves a
-cassette that reads back up to its last complete record.
+cassette that reads back up to its last complete record. Version 2 added the
+WebSocket open's duration; version 1 files are read, and written when appended to.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import IO, Any, BinaryIO
 import msgpack
 
 from wsreplay.records import (
+    FORMAT_VERSION,
     Annotation,
     CassetteHeader,
     ConnectionFailure,
@@ -31,7 +33,8 @@ from wsreplay.records import (
 )
 
 FORMAT_NAME = "wsreplay-cassette"
-FORMAT_VERSION = 1
+FIRST_VERSION = 1
+"""Version 1: the WebSocket open record has no duration; its time is when the answer came."""
 
 KIND_HTTP = 1
 KIND_WS_OPEN = 2
@@ -75,7 +78,7 @@ def _micros(seconds: float) -> int:
 def encode_header(header: CassetteHeader) -> dict[str, Any]:
     return {
         "format": FORMAT_NAME,
-        "version": FORMAT_VERSION,
+        "version": header.version,
         "created": header.created,
         "wsreplay": header.wsreplay_version,
         "mode": header.mode,
@@ -90,8 +93,8 @@ def encode_frame(record_id: int, time: float, from_client: bool, is_text: bool, 
     return [KIND_FRAME, record_id, _micros(time), flags, payload]
 
 
-def encode_record(record: Record) -> list[Any]:
-    """The msgpack-ready array for one record."""
+def encode_record(record: Record, version: int = FORMAT_VERSION) -> list[Any]:
+    """The msgpack-ready array for one record, in format `version` (a v1 open keeps only its answer's time)."""
     head = [record.id, _micros(record.time)]
     match record:
         case WebSocketFrame():
@@ -100,7 +103,10 @@ def encode_record(record: Record) -> list[Any]:
             response = message_fields(record.response, bytes) if record.response else None
             return [KIND_HTTP, *head, message_fields(record.request, bytes), response, _micros(record.duration)]
         case WebSocketOpen():
-            return [KIND_WS_OPEN, *head, message_fields(record.request, bytes), message_fields(record.response, bytes)]
+            request, response = message_fields(record.request, bytes), message_fields(record.response, bytes)
+            if version == FIRST_VERSION:
+                return [KIND_WS_OPEN, record.id, _micros(record.answered_at), request, response]
+            return [KIND_WS_OPEN, *head, request, response, _micros(record.duration)]
         case WebSocketClose():
             return [KIND_CLOSE, *head, record.code, record.reason, record.closed_by]
         case ConnectionFailure():
@@ -176,19 +182,21 @@ def _decode_response(value: Any) -> HttpResponse:
     )
 
 
-_ARITY = {KIND_HTTP: 6, KIND_WS_OPEN: 5, KIND_FRAME: 5, KIND_CLOSE: 6, KIND_FAILURE: 4, KIND_ANNOTATION: 4}
+_ARITY = {KIND_HTTP: 6, KIND_WS_OPEN: 6, KIND_FRAME: 5, KIND_CLOSE: 6, KIND_FAILURE: 4, KIND_ANNOTATION: 4}
+_ARITY_BY_VERSION = {FIRST_VERSION: _ARITY | {KIND_WS_OPEN: 5}, FORMAT_VERSION: _ARITY}
 
 
-def decode_record(value: Any) -> Record:
-    """Turn one decoded msgpack array back into a record, checking its shape."""
+def decode_record(value: Any, version: int = FORMAT_VERSION) -> Record:
+    """Turn one decoded msgpack array of a format `version` cassette back into a record, checking its shape."""
+    arity = _ARITY_BY_VERSION[version]
     items = _expect(value, list, "record")
     if len(items) < 3:
         raise _Invalid("record is too short")
     kind = _expect(items[0], int, "record kind")
-    if kind not in _ARITY:
+    if kind not in arity:
         raise _Invalid(f"unknown record kind {kind}")
-    if len(items) != _ARITY[kind]:
-        raise _Invalid(f"record of kind {kind} has {len(items)} fields, expected {_ARITY[kind]}")
+    if len(items) != arity[kind]:
+        raise _Invalid(f"record of kind {kind} has {len(items)} fields, expected {arity[kind]}")
     record_id = _unsigned(items[1], "record id")
     time = _unsigned(items[2], "record time") / 1_000_000
     match kind:
@@ -201,7 +209,9 @@ def decode_record(value: Any) -> Record:
             duration = _unsigned(items[5], "duration") / 1_000_000
             return HttpExchange(record_id, time, _decode_request(items[3]), response, duration)
         case 2:
-            return WebSocketOpen(record_id, time, _decode_request(items[3]), _decode_response(items[4]))
+            request, response = _decode_request(items[3]), _decode_response(items[4])
+            duration = 0.0 if version == FIRST_VERSION else _unsigned(items[5], "upgrade duration") / 1_000_000
+            return WebSocketOpen(record_id, time, request, response, duration)
         case 4:
             code = None if items[3] is None else _expect(items[3], int, "close code")
             closed_by = items[5]
@@ -225,7 +235,7 @@ def decode_header(value: Any) -> CassetteHeader:
             f"this cassette uses format version {version}, but this wsreplay reads up to version "
             f"{FORMAT_VERSION}: upgrade wsreplay to read it"
         )
-    if version < 1:
+    if version < FIRST_VERSION:
         raise CorruptRecordError(f"the cassette header names an impossible format version {version}")
     try:
         upstream = value.get("upstream")
@@ -235,6 +245,7 @@ def decode_header(value: Any) -> CassetteHeader:
             mode=_expect(value.get("mode"), str, "header.mode"),
             upstream=None if upstream is None else _expect(upstream, str, "header.upstream"),
             metadata=_expect(value.get("metadata", {}), dict, "header.metadata"),
+            version=version,
         )
     except _Invalid as exc:
         raise CorruptRecordError(f"the cassette header is invalid: {exc}") from None
@@ -350,7 +361,7 @@ class CassetteReader:
             if value is None:
                 return
             try:
-                record = decode_record(value)
+                record = decode_record(value, self.header.version)
             except _Invalid as exc:
                 raise CorruptRecordError(f"{self.name}: corrupt record at byte {offset}: {exc}") from None
             self.records_read += 1
@@ -412,6 +423,11 @@ class CassetteWriter:
     def __init__(
         self, path: str | os.PathLike[str], header: CassetteHeader, *, overwrite: bool = False, _append: bool = False
     ) -> None:
+        if header.version not in _ARITY_BY_VERSION:
+            raise CassetteError(
+                f"cannot write cassette format version {header.version}; "
+                f"this wsreplay writes versions {FIRST_VERSION} to {FORMAT_VERSION}"
+            )
         self.path = Path(path)
         if _append:
             flags = os.O_WRONLY | os.O_APPEND
@@ -435,6 +451,7 @@ class CassetteWriter:
     def append_to(cls, path: str | os.PathLike[str]) -> tuple[CassetteWriter, int]:
         """Open an existing cassette to add records after its last complete one.
 
+        Records are added in the cassette's own format version (a v1 cassette stays v1).
         Returns the writer and the highest record id already used. An incomplete last
         record (a recorder killed mid-write) is cut off first so the stream stays valid.
         """
@@ -460,7 +477,7 @@ class CassetteWriter:
         self.bytes_written += size
 
     def write(self, record: Record) -> None:
-        self._write(encode_record(record))
+        self._write(encode_record(record, self.header.version))
 
     def write_frame(self, record_id: int, time: float, from_client: bool, is_text: bool, payload: bytes) -> None:
         """``write(WebSocketFrame(record_id, time, ...))`` without building the record (the recorder's hot path)."""

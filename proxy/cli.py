@@ -492,7 +492,7 @@ def replay_mode_spec(mode: str, upstream: str | None, cassette: Cassette) -> str
 @click.argument("cassette", type=click.Path(path_type=Path))
 @click.option("--upstream", metavar="URL", help="Upstream the proxy poses as in reverse mode (default: the recorded one).")
 @click.option(
-    "--speed", default="1", show_default=True, help="1 keeps the recorded gaps, N divides them, max sends at once."
+    "--speed", default="1", show_default=True, help="1 keeps the recorded waits and gaps, N divides them, max answers at once."
 )
 @click.option(
     "--on-mismatch",

@@ -278,13 +278,15 @@ def _connection_changes(where: str, a: Connection, b: Connection, options: DiffO
         if a.open.accepted != b.open.accepted:
             message += " (refused)" if a.open.accepted else " (accepted)"
         return [Change(where, "upgrade", message, {"a": status_a, "b": status_b})]
+    upgrade_wait = _timing_change(where, "upgrade wait", a.open.duration, b.open.duration, options.threshold)
     if not a.open.accepted:
-        return _shape_changes(where, "refusal body", a.open.response.body, b.open.response.body)
+        return _shape_changes(where, "refusal body", a.open.response.body, b.open.response.body) + upgrade_wait
     changes = []
     for side in ("client", "server"):
         changes += _event_changes(where, side, _events(a, side, options), _events(b, side, options))
     changes += _close_changes(where, a.close, b.close)
     changes += _failure_changes(where, a.failures, b.failures)
+    changes += upgrade_wait
     changes += _timing_change(where, "duration", a.duration, b.duration, options.threshold)
     changes += _gap_changes(where, a, b, options)
     return changes
@@ -492,5 +494,5 @@ def _gap_changes(where: str, a: Connection, b: Connection, options: DiffOptions)
 
 
 def _gaps(connection: Connection) -> list[float]:
-    times = [connection.open.time, *(frame.time for frame in connection.frames)]
+    times = [connection.open.answered_at, *(frame.time for frame in connection.frames)]
     return [later - earlier for earlier, later in pairwise(times)]

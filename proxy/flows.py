@@ -56,6 +56,43 @@ def response_record(response: http.Response) -> HttpResponse:
     )
 
 
+class AnswerClock:
+    """When each flow's client began waiting for its answer, a connect upstream made for it included.
+
+    With ``connection_strategy=lazy`` mitmproxy connects upstream after reading a request, so
+    the wait starts with the request. With ``eager`` it connects as soon as the client does and
+    reads the request only once connected: the first request on that upstream connection
+    waited for the connect too, so its wait starts when the connect began.
+    """
+
+    def __init__(self) -> None:
+        self._used: set[str] = set()
+
+    def waiting_since(self, flow: http.HTTPFlow) -> float:
+        """The wall-clock time the client began waiting for `flow`'s answer."""
+        started = flow.request.timestamp_start
+        server = flow.server_conn
+        first_use = server.id not in self._used
+        self._used.add(server.id)
+        connecting = server.timestamp_start
+        if not first_use or connecting is None or connecting >= started:
+            return started
+        return max(connecting, flow.client_conn.timestamp_start)
+
+    def forget(self, server_id: str) -> None:
+        """The upstream connection `server_id` is closed: no flow will use it again."""
+        self._used.discard(server_id)
+
+
+def answer_timing(flow: http.HTTPFlow, clock: AnswerClock) -> tuple[float, float]:
+    """(wall-clock start, duration) of the client's wait for `flow`'s answer: until the response
+    ended, or 0 without a response."""
+    started = clock.waiting_since(flow)
+    response = flow.response
+    ended = (response.timestamp_end or response.timestamp_start) if response is not None else None
+    return started, max(0.0, (ended or started) - started)
+
+
 def to_mitmproxy_response(response: HttpResponse) -> http.Response:
     """A mitmproxy response carrying exactly the recorded status, headers and body."""
     now = time.time()

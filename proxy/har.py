@@ -21,6 +21,7 @@ from mitmproxy.net import encoding
 import wsreplay
 from wsreplay.cassette import Cassette, CassetteError, decode_header, encode_header
 from wsreplay.records import (
+    FORMAT_VERSION,
     Annotation,
     CassetteHeader,
     ConnectionFailure,
@@ -136,7 +137,7 @@ def _milliseconds(seconds: float) -> float:
 def _entry(group: _Group, origin: float) -> dict[str, Any]:
     head = group.head
     websocket = isinstance(head, WebSocketOpen) and head.accepted
-    duration = _milliseconds(head.duration) if isinstance(head, HttpExchange) else 0
+    duration = _milliseconds(head.duration)
     entry: dict[str, Any] = {
         "startedDateTime": iso_time(origin + head.time),
         "time": duration,
@@ -268,8 +269,8 @@ def _har_message(frame: WebSocketFrame, origin: float) -> dict[str, Any]:
 
 
 def in_recording_order(records: Iterable[Record]) -> list[Record]:
-    """Records in the order a recorder writes them: an exchange when its response ends."""
-    return sorted(records, key=lambda r: r.time + r.duration if isinstance(r, HttpExchange) else r.time)
+    """Records in the order a recorder writes them: an exchange or upgrade when its answer ends."""
+    return sorted(records, key=lambda r: r.time + r.duration if isinstance(r, HttpExchange | WebSocketOpen) else r.time)
 
 
 def _get(data: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:
@@ -335,7 +336,7 @@ def import_notes(cassette: Cassette) -> list[str]:
 def _header(saved: dict[str, Any], log: dict[str, Any], first_start: float, name: str) -> CassetteHeader:
     if isinstance(saved.get("header"), dict):
         try:
-            return decode_header(saved["header"])
+            return replace(decode_header(saved["header"]), version=FORMAT_VERSION)
         except CassetteError as exc:
             raise HarError(f"{name}: the wsreplay header it carries is invalid: {exc}") from None
     creator = log.get("creator") if isinstance(log.get("creator"), dict) else {}
@@ -382,10 +383,12 @@ def _entry_records(entry: Any, record_id: int, start: float, origin: float, wher
     records: list[Record] = []
     failures = _failures(entry, record_id, origin, start + duration)
     if response is not None and _is_websocket(entry, request, har_request["url"]):
-        records.append(WebSocketOpen(record_id, start, _as_upgrade(request), response))
         frames = _frames(entry, record_id, start + origin, origin, where)
         end = max(frames[-1].time if frames else start, round(start + duration, 6))
-        records += frames + _close(entry, record_id, origin, end, ended_by_failure=bool(failures))
+        conversation = frames + _close(entry, record_id, origin, end, ended_by_failure=bool(failures))
+        wait = min([duration, *(round(record.time - start, 6) for record in conversation)])
+        records.append(WebSocketOpen(record_id, start, _as_upgrade(request), response, max(0.0, wait)))
+        records += conversation
     else:
         records.append(HttpExchange(record_id, start, request, response, duration))
     return records + failures

@@ -19,7 +19,7 @@ from mitmproxy.io import FlowReader
 
 import wsreplay
 from wsreplay.cassette import Cassette, CassetteError, CassetteWriter, NotACassetteError, open_cassette
-from wsreplay.flows import request_record, response_record
+from wsreplay.flows import AnswerClock, answer_timing, request_record, response_record
 from wsreplay.har import HarError, har_to_cassette, in_recording_order
 from wsreplay.recording import Recording
 from wsreplay.records import (
@@ -109,8 +109,9 @@ def flows_to_cassette(flows: Iterable[Flow], name: str = "flows") -> Cassette:
         raise CassetteImportError(f"{name} holds no HTTP or WebSocket flows")
     origin = http_flows[0].request.timestamp_start
     records: list[Record] = []
+    clock = AnswerClock()
     for record_id, flow in enumerate(http_flows, 1):
-        records += flow_records(flow, record_id, origin)
+        records += flow_records(flow, record_id, origin, clock)
     header = CassetteHeader(
         created=origin,
         wsreplay_version=wsreplay.__version__,
@@ -124,19 +125,18 @@ def _offset(timestamp: float, origin: float) -> float:
     return round(max(0.0, timestamp - origin), 6)
 
 
-def flow_records(flow: http.HTTPFlow, record_id: int, origin: float) -> list[Record]:
-    """The records of one finished flow, with times relative to `origin`."""
+def flow_records(flow: http.HTTPFlow, record_id: int, origin: float, clock: AnswerClock) -> list[Record]:
+    """The records of one finished flow, with times relative to `origin` (flows in order of their requests)."""
     request = request_record(flow)
-    start = flow.request.timestamp_start
+    started, duration = answer_timing(flow, clock)
+    start, duration = _offset(started, origin), round(duration, 6)
     records: list[Record] = []
     if flow.response is not None and (flow.websocket is not None or request.is_websocket_upgrade):
-        opened = flow.response.timestamp_start or start
-        records.append(WebSocketOpen(record_id, _offset(opened, origin), request, response_record(flow.response)))
+        records.append(WebSocketOpen(record_id, start, request, response_record(flow.response), duration))
         records += _websocket_records(flow, record_id, origin)
     else:
         response = response_record(flow.response) if flow.response else None
-        ended = (flow.response.timestamp_end or start) if flow.response else start
-        records.append(HttpExchange(record_id, _offset(start, origin), request, response, round(ended - start, 6)))
+        records.append(HttpExchange(record_id, start, request, response, duration))
     if flow.error is not None:
         records.append(ConnectionFailure(record_id, _offset(flow.error.timestamp, origin), flow.error.msg))
     return records

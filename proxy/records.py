@@ -12,6 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, TypeAlias
 
+FORMAT_VERSION = 2
+"""The cassette format version this wsreplay writes (and the newest it reads)."""
+
 Headers: TypeAlias = tuple[tuple[str, str], ...]
 Side: TypeAlias = Literal["client", "server"]
 
@@ -73,6 +76,8 @@ class CassetteHeader:
     mode: str = "record"
     upstream: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    version: int = FORMAT_VERSION
+    """The format version the cassette is written in (a cassette read keeps its own)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,12 +93,22 @@ class HttpExchange:
 
 @dataclass(frozen=True, slots=True)
 class WebSocketOpen:
-    """An upgrade request and the server's answer: 101, or a refusal such as 403."""
+    """An upgrade request and the server's answer: 101, or a refusal such as 403.
+
+    `time` is when the client began waiting for the answer, `duration` how long it waited
+    (0 in format version 1, whose `time` is when the answer came).
+    """
 
     id: int
     time: float
     request: HttpRequest
     response: HttpResponse
+    duration: float = 0.0
+
+    @property
+    def answered_at(self) -> float:
+        """When the answer (the 101 or the refusal) ended: the start of the conversation."""
+        return self.time + self.duration
 
     @property
     def accepted(self) -> bool:

@@ -153,19 +153,21 @@ class Unmatched:
 
 @dataclass(frozen=True, slots=True)
 class Refused:
-    """A recorded refused upgrade (401, 403...): answer with the same response."""
+    """A recorded refused upgrade (401, 403...): answer with the same response after `delay` seconds."""
 
     response: HttpResponse
-    delay: ClassVar[float] = 0.0
+    delay: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
 class Accepted:
-    """Accept the upgrade with `subprotocol` (a live offered value) and let `player` drive it."""
+    """Accept the upgrade with `subprotocol` (a live offered value) after `delay` seconds, and let
+    `player` drive it; the player's first delays count from the 101."""
 
     player: ConnectionPlayer
     subprotocol: str | None
     extensions: str | None
+    delay: float = 0.0
 
     @property
     def deflate(self) -> bool:
@@ -184,7 +186,7 @@ Answer: TypeAlias = Respond | Fail | Unmatched | Refused
 @dataclass(frozen=True)
 class ReplayOptions:
     speed: float | None = 1.0
-    """Divides recorded gaps; None replays as fast as possible ("max")."""
+    """Divides recorded waits (for answers) and gaps (between frames); None replays as fast as possible ("max")."""
     on_mismatch: Literal["warn", "fail"] = "warn"
     ignore: tuple[str, ...] = ()
     """Extra keys (``session``) or paths (``payload.items[*].sku``) ignored in bodies and frames."""
@@ -300,6 +302,8 @@ class _Script:
     upgrade: WebSocketOpen
     client_frames: tuple[WebSocketFrame, ...]
     steps: tuple[tuple[Action, ...], ...]
+    delay: float
+    """How long to wait before accepting: the recorded wait for the 101, scaled."""
 
 
 def _compile_script(
@@ -307,7 +311,7 @@ def _compile_script(
 ) -> _Script:
     client_frames: list[WebSocketFrame] = []
     steps: list[list[Action]] = [[]]
-    previous_server = trigger = open_record.time
+    previous_server = trigger = open_record.answered_at
     for record in records:
         if isinstance(record, WebSocketFrame) and record.from_client:
             client_frames.append(record)
@@ -330,7 +334,9 @@ def _compile_script(
             case ConnectionFailure():
                 steps[-1].append(Abort(delay))
                 break
-    return _Script(open_record, tuple(client_frames), tuple(tuple(step) for step in steps))
+    return _Script(
+        open_record, tuple(client_frames), tuple(tuple(step) for step in steps), options.scaled(open_record.duration)
+    )
 
 
 def _truncate_utf8(text: str, limit: int = MAX_REASON_BYTES) -> str:
@@ -622,7 +628,8 @@ class ReplaySession:
                 case WebSocketOpen() if record.accepted:
                     conversations[record.id] = (position, record, [])
                 case WebSocketOpen():
-                    upgrades.append((position, _RecordedUpgrade(record, Refused(record.response))))
+                    refusal = Refused(record.response, self.options.scaled(record.duration))
+                    upgrades.append((position, _RecordedUpgrade(record, refusal)))
                 case WebSocketFrame(id=record_id) if record_id in conversations:
                     conversations[record_id][2].append(record)
                 case WebSocketClose(id=record_id) | ConnectionFailure(id=record_id) if record_id in conversations:
@@ -636,7 +643,7 @@ class ReplaySession:
         for position, exchange in exchanges:
             answer = self._exchange_answer(exchange, messages.get(position, NO_RESPONSE))
             if exchange.request.is_websocket_upgrade:
-                refusal = answer if isinstance(answer, Fail) else Refused(answer.response)
+                refusal = answer if isinstance(answer, Fail) else Refused(answer.response, answer.delay)
                 upgrades.append((position, _RecordedUpgrade(exchange, refusal)))
             else:
                 self._add_exchange(exchange, answer)
@@ -710,7 +717,8 @@ class ReplaySession:
         self._journal.websockets_accepted += 1
         siblings = tuple(upgrade for upgrade in matching if isinstance(upgrade.outcome, _Script))
         player = ConnectionPlayer(chosen, siblings, self._context)
-        return Accepted(player, select_subprotocol(outcome.upgrade, request), outcome.upgrade.extensions)
+        subprotocol = select_subprotocol(outcome.upgrade, request)
+        return Accepted(player, subprotocol, outcome.upgrade.extensions, outcome.delay)
 
     def _note_loose(
         self, ignore: Ignore, recorded: HttpRequest, live: HttpRequest, matchers: Sequence[RequestMatcher]

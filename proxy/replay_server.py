@@ -174,6 +174,8 @@ class ReplayServer:
             return await _answer(self.session.answer_http(live))
         answer = self.session.open_websocket(live)
         if isinstance(answer, Accepted):
+            if answer.delay:
+                await asyncio.sleep(answer.delay)
             return await self._play(request, answer)
         return await _answer(answer)
 

@@ -120,6 +120,7 @@ def record_as_dict(record: Record) -> dict[str, Any]:
                 "accepted": record.accepted,
                 "request": request_as_dict(record.request),
                 "response": response_as_dict(record.response),
+                "duration": round(record.duration, 6),
             }
         case WebSocketFrame():
             payload = {"text": record.text} if record.is_text else {"base64": base64.b64encode(record.payload).decode()}

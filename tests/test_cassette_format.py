@@ -1,4 +1,4 @@
-"""Cassette format v1 (cassettes/FORMAT.md): the conformance cases, round trips, writer guarantees."""
+"""Cassette format v2 and v1 (cassettes/FORMAT.md): the conformance cases, round trips, writer guarantees."""
 
 from __future__ import annotations
 
@@ -91,7 +91,8 @@ def record_json(record: Record) -> dict[str, Any]:
                                              "duration_us": round(record.duration * 1_000_000)}
         case WebSocketOpen():
             return {"kind": "websocket_open"} | base | {"request": _message_json(record.request),
-                                                       "response": _message_json(record.response)}
+                                                       "response": _message_json(record.response),
+                                                       "duration_us": round(record.duration * 1_000_000)}
         case WebSocketFrame():
             return {"kind": "frame"} | base | {"from_client": record.from_client, "text": record.is_text,
                                               "payload_hex": record.payload.hex()}
@@ -119,7 +120,7 @@ def record_from_json(data: dict[str, Any]) -> Record:
                                 data["duration_us"] / 1_000_000)
         case "websocket_open":
             return WebSocketOpen(rid, time, _message_from(data["request"], HttpRequest),
-                                 _message_from(data["response"], HttpResponse))
+                                 _message_from(data["response"], HttpResponse), data["duration_us"] / 1_000_000)
         case "frame":
             return WebSocketFrame(rid, time, data["from_client"], data["text"], bytes.fromhex(data["payload_hex"]))
         case "close":
@@ -132,8 +133,8 @@ def record_from_json(data: dict[str, Any]) -> Record:
 
 
 def _header_json(header: CassetteHeader) -> dict[str, Any]:
-    return {"created": header.created, "wsreplay": header.wsreplay_version, "mode": header.mode,
-            "upstream": header.upstream, "metadata": header.metadata}
+    return {"version": header.version, "created": header.created, "wsreplay": header.wsreplay_version,
+            "mode": header.mode, "upstream": header.upstream, "metadata": header.metadata}
 
 
 # --- the conformance cases ---------------------------------------------------------
@@ -156,6 +157,8 @@ def test_the_cases_cover_the_format() -> None:
     assert len(valid) >= 15 and len(invalid) >= 40
     kinds = {r["kind"] for name in valid for r in _case("valid", name)[1]["records"]}
     assert kinds == {"http", "websocket_open", "frame", "close", "failure", "annotation"}
+    versions = {_case("valid", name)[1]["header"]["version"] for name in valid}
+    assert versions == {1, 2}
     errors = {_case("invalid", name)[1]["error"] for name in invalid}
     assert errors == set(ERRORS)
 
@@ -170,7 +173,7 @@ def test_valid_case(name: str) -> None:
     for record, want in zip(records, expected["records"]):
         # Times are compared as the reader's float seconds: exact up to 2**53 microseconds.
         assert record.time == want["time_us"] / 1_000_000
-        if isinstance(record, HttpExchange):
+        if isinstance(record, HttpExchange | WebSocketOpen):
             assert record.duration == want["duration_us"] / 1_000_000
         got = record_json(record)
         for key in ("time_us", "duration_us"):
@@ -185,7 +188,9 @@ def test_writer_reproduces_canonical_case(name: str, tmp_path: Path) -> None:
     """The writer, given the expected records, writes the case's bytes (up to any truncation)."""
     data, expected = _case("valid", name)
     head = expected["header"]
-    header = CassetteHeader(head["created"], head["wsreplay"], head["mode"], head["upstream"], head["metadata"])
+    header = CassetteHeader(
+        head["created"], head["wsreplay"], head["mode"], head["upstream"], head["metadata"], head["version"]
+    )
     out = tmp_path / "out.cassette"
     with CassetteWriter(out, header) as writer:
         for record in expected["records"]:
@@ -247,8 +252,8 @@ EVERY_KIND: list[Record] = [
     HttpExchange(1, 0.001, HttpRequest("POST", "http", "h", 80, "/p", body=b"\x00body\xff"),
                  HttpResponse(500, "Oops", "HTTP/1.0", (("A", "1"), ("B", "2"), ("A", "3")), b"err"), 0.25),
     HttpExchange(2, 0.002, HttpRequest("GET", "http", "h", 80, "/"), None, 0.0),
-    WebSocketOpen(3, 0.003, REQUEST, RESPONSE),
-    WebSocketOpen(4, 0.004, REQUEST, HttpResponse(403, "Forbidden", body=b"no")),
+    WebSocketOpen(3, 0.003, REQUEST, RESPONSE, 0.15),
+    WebSocketOpen(4, 0.004, REQUEST, HttpResponse(403, "Forbidden", body=b"no"), 0.12),
     WebSocketFrame(3, 0.005, True, True, "caf\u00e9 \U0001f600".encode()),
     WebSocketFrame(3, 0.006, False, False, bytes(range(256))),
     WebSocketFrame(3, 0.007, False, True, b""),
@@ -305,6 +310,31 @@ def test_each_record_is_one_msgpack_object_written_at_once(tmp_path: Path) -> No
     assert offsets == [0, *sizes]
     for record, start, end in zip(EVERY_KIND, sizes, sizes[1:]):
         assert data[start:end] == msgpack.packb(encode_record(record), use_bin_type=True)
+
+
+# --- version 1 ---------------------------------------------------------------------
+
+
+def test_a_version_1_cassette_is_written_and_appended_to_in_version_1(tmp_path: Path) -> None:
+    """A v1 open has no duration: it is written at the time its answer came, and read back with duration 0."""
+    path = tmp_path / "v1.cassette"
+    v1 = dataclasses.replace(HEADER, version=1)
+    opened = WebSocketOpen(3, 0.100, REQUEST, RESPONSE, 0.050)
+    _write(path, [opened], v1)
+    writer, last_id = CassetteWriter.append_to(path)
+    with writer:
+        writer.write(WebSocketOpen(4, 0.200, REQUEST, RESPONSE, 0.025))
+    loaded = load_cassette(path)
+    assert last_id == 3 and loaded.header == v1
+    assert loaded.records == [WebSocketOpen(3, 0.150, REQUEST, RESPONSE), WebSocketOpen(4, 0.225, REQUEST, RESPONSE)]
+    unpacker = msgpack.Unpacker(io.BytesIO(path.read_bytes()), raw=False)
+    assert [len(value) for value in list(unpacker)[1:]] == [5, 5]
+
+
+def test_the_writer_refuses_a_format_version_it_does_not_know(tmp_path: Path) -> None:
+    with pytest.raises(CassetteError, match="cannot write cassette format version 3"):
+        CassetteWriter(tmp_path / "c.cassette", dataclasses.replace(HEADER, version=3))
+    assert not (tmp_path / "c.cassette").exists()
 
 
 # --- per-frame overhead --------------------------------------------------------------
@@ -447,8 +477,8 @@ def test_open_cassette_errors(tmp_path: Path) -> None:
 
 
 def test_file_handle_is_closed_when_the_header_is_bad(tmp_path: Path) -> None:
-    path = tmp_path / "v2.cassette"
-    path.write_bytes(msgpack.packb({"format": "wsreplay-cassette", "version": 2}))
+    path = tmp_path / "v3.cassette"
+    path.write_bytes(msgpack.packb({"format": "wsreplay-cassette", "version": 3}))
     before = len(os.listdir(f"/proc/{os.getpid()}/fd")) if os.path.isdir("/proc/self/fd") else None
     with pytest.raises(UnsupportedVersionError, match="upgrade wsreplay"):
         open_cassette(path)

@@ -164,14 +164,14 @@ def full_cassette() -> Cassette:
         ),
         HttpExchange(4, 0.09, HttpRequest("GET", "https", "api.staging.example", 443, "/gone"), None, 0.0),
         ConnectionFailure(4, 0.095, "server disconnected"),
-        upgrade(5, 0.2),
+        upgrade(5, 0.2, duration=0.0075),
         text_frame(5, 0.21, False, {"type": "ping"}),
         text_frame(5, 0.3, True, {"type": "message", "content": "héllo ✓"}),
         WebSocketFrame(5, 0.31, True, False, BINARY),
         WebSocketFrame(5, 0.32, False, False, b""),
         WebSocketFrame(5, 0.33, False, True, b"not json"),
         WebSocketClose(5, 0.4, 1008, "Authentication failed", "server"),
-        upgrade(6, 0.5, status=403),
+        upgrade(6, 0.5, status=403, duration=0.0123),
         upgrade(7, 0.6),
         WebSocketFrame(7, 0.61, True, True, b"{}"),
         ConnectionFailure(7, 0.7, "connection reset by peer"),
@@ -233,6 +233,7 @@ def test_har_export_is_valid_har_1_2() -> None:
         "time": CREATED + 0.4,
     }
     assert "_resourceType" not in refused and refused["response"]["status"] == 403
+    assert (ws["time"], ws["timings"]["wait"], refused["time"]) == (7.5, 7.5, 12.3)
 
 
 def test_mitmproxy_reads_the_exported_har() -> None:
@@ -424,6 +425,17 @@ async def test_a_har_without_closes_imports_with_a_note_and_replays_a_clean_serv
         assert await asyncio.to_thread(replayer.stop) == 0, replayer.output
     assert received == ['{"type": "agent_started"}', b"\x00\xff"]
     assert closed == (1000, "end of the HAR recording", True)
+
+
+@pytest.mark.parametrize(("entry_time", "wait"), [(60, 0.06), (5000, 0.1)])
+def test_import_takes_the_upgrade_wait_from_the_entry_time_up_to_its_first_message(
+    entry_time: float, wait: float
+) -> None:
+    """A WebSocket entry's `time` is its handshake's; one spanning the whole connection stops at the first message."""
+    har = playwright_har(1757266800000.0)
+    har["log"]["entries"][1] |= {"time": entry_time, "timings": {"send": 0, "wait": entry_time, "receive": 0}}
+    [opened] = [r for r in har_to_cassette(har).records if isinstance(r, WebSocketOpen)]
+    assert (opened.time, opened.duration) == (0.0, wait)
 
 
 @pytest.mark.parametrize(

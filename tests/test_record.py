@@ -16,6 +16,9 @@ import msgpack
 import pytest
 from websockets.asyncio.client import connect
 
+from mitmproxy.test import tflow
+
+from wsreplay.flows import AnswerClock, answer_timing
 from tests.support.cli import RunningWsreplay, run_wsreplay
 from tests.support.clients import (
     BINARY_PROBE,
@@ -216,3 +219,30 @@ async def test_record_in_regular_mode_through_https_proxy_with_tls_interception(
     bug_close = [e for e in events if e["kind"] == "close" and e["id"] == opens[2]["id"]]
     assert [(c["code"], c["reason"], c["closed_by"]) for c in bug_close] == [(1008, "Authentication failed", "server")]
     assert sum(e["kind"] == "frame" for e in events) == len([t for t in transcript if t[0] == "recv"]) + 2  # + the chat message and the binary probe
+
+
+def _timed_flow(client: float, connect: float, request: float, answered: float) -> object:
+    flow = tflow.tflow(resp=True)
+    flow.client_conn.timestamp_start = client
+    flow.server_conn.timestamp_start = connect
+    flow.request.timestamp_start = request
+    flow.response.timestamp_start = flow.response.timestamp_end = answered
+    return flow
+
+
+def test_the_recorded_wait_includes_an_eager_upstream_connect_once() -> None:
+    """With connection_strategy=eager mitmproxy connects upstream when the client connects and reads
+    the request afterwards: the client's first request waited for that connect too."""
+    clock = AnswerClock()
+    eager = _timed_flow(client=100.0, connect=100.001, request=100.121, answered=100.2)
+    started, duration = answer_timing(eager, clock)
+    assert (started, round(duration, 6)) == (100.001, 0.199)
+    later = _timed_flow(client=100.0, connect=100.001, request=101.0, answered=101.05)
+    later.server_conn = eager.server_conn
+    started, duration = answer_timing(later, clock)
+    assert (started, round(duration, 6)) == (101.0, 0.05)
+    lazy = _timed_flow(client=200.0, connect=200.01, request=200.002, answered=200.3)
+    started, duration = answer_timing(lazy, clock)
+    assert (started, round(duration, 6)) == (200.002, 0.298)
+    clock.forget(eager.server_conn.id)
+    assert answer_timing(eager, clock)[0] == 100.001

@@ -22,7 +22,7 @@ from wsreplay.cassette import load_cassette
 from wsreplay.jwt import mint_access_token
 from wsreplay.records import WebSocketFrame
 from wsreplay.sample_server import AGENT_EVENT_TYPES, SampleServerConfig, start_sample_server
-from tests.support.cli import RunningWsreplay
+from tests.support.cli import RunningWsreplay, run_proxy
 from tests.support.clients import (
     aiohttp_scenario,
     chat_message,
@@ -41,18 +41,6 @@ SCENARIOS: dict[str, Scenario] = {
     "websockets": websockets_scenario,
     "websocket-client": lambda http_url, ws_url: asyncio.to_thread(websocket_client_scenario, http_url, ws_url),
 }
-
-
-async def run_proxy(args: list[str], client: Callable[[int], Awaitable[object]]) -> tuple[object, RunningWsreplay]:
-    """Start `wsreplay ARGS` on an ephemeral port, run the client against it, stop it with Ctrl-C."""
-    process = RunningWsreplay(*args, "--listen", "127.0.0.1:0")
-    try:
-        port = await asyncio.to_thread(process.wait_listening)
-        result = await client(port)
-    finally:
-        status = await asyncio.to_thread(process.stop)
-    assert status == 0, process.output
-    return result, process
 
 
 @pytest.mark.parametrize("library", SCENARIOS)

@@ -215,6 +215,32 @@ def test_refused_upgrade_is_answered_with_the_recorded_response() -> None:
     assert replay.report().websockets_refused == 1
 
 
+@pytest.mark.parametrize(("speed", "scale"), [(1.0, 1.0), (2.0, 0.5), (None, 0.0)])
+def test_upgrade_answers_wait_the_recorded_wait_scaled_by_speed(speed: float | None, scale: float) -> None:
+    """The 101 and the refusal come after the recorded wait; the first server frame's gap counts from the 101."""
+    forbidden = json_response(403, {"detail": "Forbidden"})
+    records = [
+        accepted_open(1, 1.0, duration=0.15),
+        server(1, 1.25, {"type": "connected"}),
+        WebSocketOpen(2, 2.0, upgrade_request("/refused"), forbidden, 0.12),
+        HttpExchange(3, 3.0, upgrade_request("/old"), forbidden, 0.09),
+    ]
+    replay = session(records, speed=speed)
+    accepted = replay.open_websocket(upgrade_request())
+    assert isinstance(accepted, Accepted) and accepted.delay == pytest.approx(0.15 * scale)
+    assert delays(accepted.player.start()) == [pytest.approx(0.1 * scale)]
+    assert replay.open_websocket(upgrade_request("/refused")) == Refused(forbidden, pytest.approx(0.12 * scale))
+    assert replay.open_websocket(upgrade_request("/old")) == Refused(forbidden, pytest.approx(0.09 * scale))
+
+
+def test_a_version_1_upgrade_is_answered_at_once() -> None:
+    """Version 1 recorded no wait: its open's time is the 101's, and the first frame's gap counts from it."""
+    replay = session([accepted_open(1, 1.0), server(1, 1.25, {"type": "connected"})])
+    answer = replay.open_websocket(upgrade_request())
+    assert isinstance(answer, Accepted) and answer.delay == 0.0
+    assert delays(answer.player.start()) == [pytest.approx(0.25)]
+
+
 def test_failed_upgrade_is_answered_as_a_failure() -> None:
     replay = session([HttpExchange(1, 0.0, upgrade_request(), None), ConnectionFailure(1, 0.0, "Connection refused")])
     answer = replay.open_websocket(upgrade_request())

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate the conformance cases of wsreplay cassette format v1 (see ../FORMAT.md).
+"""Generate the conformance cases of wsreplay cassette format v2, and v1 (see ../FORMAT.md).
 
     python cassettes/conformance/generate.py
 
@@ -12,7 +12,7 @@ agrees with them.
 
 Expected results (``NAME.expected.json``):
 
-valid:   {"description", "header": {created, wsreplay, mode, upstream, metadata},
+valid:   {"description", "header": {version, created, wsreplay, mode, upstream, metadata},
           "records": [...], "truncated_at": int | null, "canonical": bool}
 invalid: {"description", "error": class name, "stage": "header" | "records",
           "offset": int | null, "records_before_error": int | null,
@@ -20,7 +20,9 @@ invalid: {"description", "error": class name, "stage": "header" | "records",
 
 A record in "records" is {"kind": "http" | "websocket_open" | "frame" | "close" |
 "failure" | "annotation", "id", "time_us", ...} with the fields of FORMAT.md; byte
-strings are lowercase hex in keys ending in "_hex".
+strings are lowercase hex in keys ending in "_hex". A version 1 WebSocket open (which has no
+duration on the wire) is expected with "duration_us": 0. Cases named ``v1_*`` are version 1
+files; the others are version 2.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import msgpack
 
 HERE = Path(__file__).resolve().parent
 CREATED = 1767225600.25  # 2026-01-01T00:00:00.25Z
+VERSION = 2
 MISSING = object()
 
 
@@ -50,7 +53,7 @@ def pack(value: Any) -> bytes:
 def header(**changes: Any) -> dict[str, Any]:
     value: dict[str, Any] = {
         "format": "wsreplay-cassette",
-        "version": 1,
+        "version": VERSION,
         "created": CREATED,
         "wsreplay": "0.1.0",
         "mode": "record",
@@ -67,6 +70,7 @@ def header(**changes: Any) -> dict[str, Any]:
 
 def header_json(value: dict[str, Any]) -> dict[str, Any]:
     return {
+        "version": value["version"],
         "created": float(value["created"]),
         "wsreplay": value["wsreplay"],
         "mode": value["mode"],
@@ -128,10 +132,17 @@ def http(rid: int, t: int, req: Any, resp: Any, duration: int) -> Rec:
     return wire, expected | {"response": None if resp is None else resp[1], "duration_us": duration}
 
 
-def ws_open(rid: int, t: int, req: Any, resp: Any) -> Rec:
-    return [2, rid, t, req[0], resp[0]], {
-        "kind": "websocket_open", "id": rid, "time_us": t, "request": req[1], "response": resp[1]
-    }
+def ws_open(rid: int, t: int, req: Any, resp: Any, duration: int) -> Rec:
+    """A version 2 WebSocket open: `t` when the upgrade request began, `duration` until its answer ended."""
+    wire = [2, rid, t, req[0], resp[0], duration]
+    return wire, {"kind": "websocket_open", "id": rid, "time_us": t, "request": req[1], "response": resp[1],
+                  "duration_us": duration}
+
+
+def ws_open_v1(rid: int, t: int, req: Any, resp: Any) -> Rec:
+    """A version 1 WebSocket open: `t` when the answer came, no duration (read as 0)."""
+    wire, expected = ws_open(rid, t, req, resp, 0)
+    return wire[:-1], expected
 
 
 def frame(rid: int, t: int, from_client: bool, text: bool, payload: bytes, flags: int | None = None) -> Rec:
@@ -180,14 +191,15 @@ SWITCHING = response(
 JSON_HEADERS = (("Content-Type", "application/json"), ("Content-Length", "27"))
 
 
-def every_kind() -> list[Rec]:
+def every_kind(version: int = VERSION) -> list[Rec]:
+    opened = ws_open(3, 29_200, UPGRADE, SWITCHING, 800) if version == 2 else ws_open_v1(3, 30_000, UPGRADE, SWITCHING)
     return [
         http(1, 1_500, request("GET", "/api/config", headers=(("Host", "api.example.test"),)),
              response(200, "OK", headers=JSON_HEADERS, body=b'{"feature":true,"limit":10}'), 12_345),
         http(2, 20_000, request("POST", "/api/login", body=b"user=a&pass=b",
                                 headers=(("Content-Type", "application/x-www-form-urlencoded"),)), None, 0),
         failure(2, 5_020_000, "upstream closed the connection without a response"),
-        ws_open(3, 30_000, UPGRADE, SWITCHING),
+        opened,
         frame(3, 31_000, True, True, b'{"type":"hello"}'),
         frame(3, 32_500, False, False, b"\x00\x01\x02\xfe\xff"),
         close(3, 40_000, 1000, "bye", "client"),
@@ -243,20 +255,22 @@ AT = len(H) + len(GOOD)  # offset of the bad record in `bad_record` cases
 
 
 def bad_record(name: str, description: str, record: bytes, contains: list[str],
-               error: str = "CorruptRecordError") -> None:
+               error: str = "CorruptRecordError", version: int = VERSION) -> None:
     """A header, one good frame, then `record` (raw msgpack bytes) which must be rejected."""
-    invalid(name, description, H + GOOD + record + GOOD, error, contains, offset=AT, records_before=1)
+    head = pack(header(version=version))
+    assert len(head) == len(H)
+    invalid(name, description, head + GOOD + record + GOOD, error, contains, offset=AT, records_before=1)
 
 
-def bad_value(name: str, description: str, value: Any, contains: list[str]) -> None:
-    bad_record(name, description, pack(value), contains)
+def bad_value(name: str, description: str, value: Any, contains: list[str], version: int = VERSION) -> None:
+    bad_record(name, description, pack(value), contains, version=version)
 
 
 def build() -> None:
     CASES.clear()
 
     # ---- valid -------------------------------------------------------------------
-    minimal = {"format": "wsreplay-cassette", "version": 1, "created": CREATED, "wsreplay": "0.1.0", "mode": "record"}
+    minimal = {"format": "wsreplay-cassette", "version": VERSION, "created": CREATED, "wsreplay": "0.1.0", "mode": "record"}
     valid("header_minimal", "Only the required header keys, no records: upstream reads as nil, metadata as {}.",
           minimal, [], canonical=False)
     valid("header_full", "Every header key, no records.",
@@ -265,34 +279,48 @@ def build() -> None:
                            "none": None}), [])
     valid("every_kind", "One record of each kind 1-6: HTTP with and without response, failure, WebSocket open, "
           "text and binary frames, close, annotation.", header(), every_kind())
-    valid("interleaved", "Two WebSockets and an HTTP exchange interleaved. The exchange is written when its "
-          "response arrives, with its start time, so times in file order go back (52000 after 60000).",
-          header(), [
-              ws_open(1, 10_000, UPGRADE, SWITCHING),
-              ws_open(2, 11_000, UPGRADE, SWITCHING),
-              frame(1, 20_000, True, True, b'{"n":1}'),
-              frame(2, 21_000, True, True, b'{"n":1}'),
-              frame(2, 22_000, False, True, b'{"ack":1}'),
-              frame(1, 60_000, False, True, b'{"ack":1}'),
-              http(3, 52_000, request("GET", "/health"), response(204, "No Content"), 9_000),
-              close(2, 70_000, 1001, "going away", "server"),
-              frame(1, 71_000, True, False, b"\x01"),
-              close(1, 80_000, 1000, "", "client"),
-          ])
-    valid("refused_upgrade", "A WebSocket upgrade refused with 403: a kind 2 record whose response is not 101, "
-          "with no frames or close after it.", header(), [
-              ws_open(1, 1_000, UPGRADE, response(403, "Forbidden", headers=JSON_HEADERS,
-                                                  body=b'{"error":"bad token xyz"}')),
-              http(2, 5_000, request("GET", "/login"), response(302, "Found", headers=(("Location", "/"),)), 800),
+    valid("v1_every_kind", "Version 1: one record of each kind; the WebSocket open has 5 elements, no duration "
+          "(read as 0), and its time is when the 101 came.", header(version=1), every_kind(version=1))
+    for version, prefix in ((VERSION, ""), (1, "v1_")):
+        opening = ws_open_v1 if version == 1 else lambda rid, t, req, resp: ws_open(rid, t - 400, req, resp, 400)
+        valid(f"{prefix}interleaved", "Two WebSockets and an HTTP exchange interleaved. The exchange is written when "
+              "its response arrives, with its start time, so times in file order go back (52000 after 60000).",
+              header(version=version), [
+                  opening(1, 10_000, UPGRADE, SWITCHING),
+                  opening(2, 11_000, UPGRADE, SWITCHING),
+                  frame(1, 20_000, True, True, b'{"n":1}'),
+                  frame(2, 21_000, True, True, b'{"n":1}'),
+                  frame(2, 22_000, False, True, b'{"ack":1}'),
+                  frame(1, 60_000, False, True, b'{"ack":1}'),
+                  http(3, 52_000, request("GET", "/health"), response(204, "No Content"), 9_000),
+                  close(2, 70_000, 1001, "going away", "server"),
+                  frame(1, 71_000, True, False, b"\x01"),
+                  close(1, 80_000, 1000, "", "client"),
+              ])
+        valid(f"{prefix}refused_upgrade", "A WebSocket upgrade refused with 403: a kind 2 record whose response is "
+              "not 101, with no frames or close after it.", header(version=version), [
+                  opening(1, 1_000, UPGRADE, response(403, "Forbidden", headers=JSON_HEADERS,
+                                                      body=b'{"error":"bad token xyz"}')),
+                  http(2, 5_000, request("GET", "/login"), response(302, "Found", headers=(("Location", "/"),)), 800),
+              ])
+    valid("upgrade_durations", "How long each upgrade waited for its answer: an accepted upgrade that took 150 ms "
+          "(its first server frame 100 ms after the 101, i.e. at time + duration + 100 ms), a refusal that took "
+          "120 ms, an upgrade answered at once, and one over 71 minutes.", header(), [
+              ws_open(1, 2_000, UPGRADE, SWITCHING, 150_000),
+              frame(1, 252_000, False, True, b'{"type":"connected"}'),
+              ws_open(2, 300_000, UPGRADE, response(401, "Unauthorized", headers=JSON_HEADERS,
+                                                    body=b'{"detail":"bad token"}'), 120_000),
+              ws_open(3, 500_000, UPGRADE, SWITCHING, 0),
+              ws_open(4, 600_000, UPGRADE, SWITCHING, 2**32 + 1),
           ])
     valid("binary_all_bytes", "Binary frames holding every byte value 0-255, both directions.", header(), [
-        ws_open(1, 0, UPGRADE, SWITCHING),
+        ws_open(1, 0, UPGRADE, SWITCHING, 50),
         frame(1, 100, False, False, bytes(range(256))),
         frame(1, 200, True, False, bytes(range(255, -1, -1))),
     ])
     valid("empty_payloads", "Empty text and binary frames, empty bodies, a close without code.", header(), [
         http(1, 0, request("HEAD", "/"), response(200, "OK"), 0),
-        ws_open(2, 10, UPGRADE, SWITCHING),
+        ws_open(2, 10, UPGRADE, SWITCHING, 0),
         frame(2, 20, True, True, b""),
         frame(2, 30, False, False, b""),
         close(2, 40, None, "", None),
@@ -301,7 +329,7 @@ def build() -> None:
           "latin-1 character (U+00E9, on the wire as msgpack str bytes C3 A9).", header(), [
               http(1, 0, request("GET", "/caf\u00e9"),
                    response(200, "OK", headers=(("X-Place", "caf\u00e9"),), body="na\u00efve".encode()), 5),
-              ws_open(2, 10, UPGRADE, SWITCHING),
+              ws_open(2, 10, UPGRADE, SWITCHING, 5),
               frame(2, 20, True, True, "h\u00e9llo w\u00f6rld \u2014 \u4f60\u597d \U0001f389".encode()),
               frame(2, 30, False, True, '{"msg":"na\u00efve \u2603"}'.encode()),
               close(2, 40, 4000, "au revoir \u270b", "server"),
@@ -317,10 +345,11 @@ def build() -> None:
         frame(2**32 + 5, 2**40, True, True, b"x"),
         http(2**40 + 1, 2**41, request("GET", "/", port=65535), response(599, "Custom"), 2**33),
     ])
-    valid("max_values", "The largest unsigned 64-bit id, time and duration. (wsreplay keeps times as float "
+    valid("max_values", "The largest unsigned 64-bit id, time and durations. (wsreplay keeps times as float "
           "seconds, so its writer cannot reproduce times above 2**53 microseconds exactly.)", header(), [
               frame(2**64 - 1, 2**64 - 1, False, True, b"x"),
               http(2**64 - 1, 2**64 - 1, request("GET", "/"), None, 2**64 - 1),
+              ws_open(2**64 - 1, 2**64 - 1, UPGRADE, SWITCHING, 2**64 - 1),
           ], canonical=False)
     records = every_kind()
     cut = pack(frame(3, 50_000, False, True, b'{"type":"partial-message"}')[0])
@@ -341,7 +370,7 @@ def build() -> None:
     raw = (
         b"\xde\x00\x05"  # map16 of 5
         + b"\xd9\x06format" + b"\xd9\x11wsreplay-cassette"  # str8
-        + b"\xa7version" + b"\xcf" + (1).to_bytes(8, "big")  # uint64 1
+        + b"\xa7version" + b"\xcf" + VERSION.to_bytes(8, "big")  # uint64 2
         + b"\xa7created" + fl
         + b"\xa8wsreplay" + b"\xda\x00\x050.1.0"  # str16
         + b"\xa4mode" + b"\xdb\x00\x00\x00\x06record"  # str32
@@ -357,9 +386,9 @@ def build() -> None:
           minimal, [frame(7, 1234, True, True, b"hi"), failure(7, 2000, "oops")], raw=raw, canonical=False)
     extra_req = UPGRADE[0] | {"trailers": [], "x-future": {"a": 1}}
     extra_resp = SWITCHING[0] | {"x-future": 2}
-    raw = pack(header() | {"x-future": {"k": "v"}}) + pack([2, 1, 5, extra_req, extra_resp])
+    raw = pack(header() | {"x-future": {"k": "v"}}) + pack([2, 1, 5, extra_req, extra_resp, 7])
     valid("unknown_map_keys", "Unknown keys in the header and in request/response maps are ignored.",
-          header(), [ws_open(1, 5, UPGRADE, SWITCHING)], raw=raw, canonical=False)
+          header(), [ws_open(1, 5, UPGRADE, SWITCHING, 7)], raw=raw, canonical=False)
     valid("reserved_flag_bits", "Frame flag bits 2-7 are reserved: readers ignore them.", header(), [
         frame(1, 1, True, True, b"a", flags=0xFF),
         frame(1, 2, False, False, b"b", flags=0x04),
@@ -387,9 +416,9 @@ def build() -> None:
             pack(header(metadata={"t": msgpack.ExtType(5, b"x")})), "NotACassetteError", ["not a wsreplay cassette"])
     invalid("header_int_key", "A header map with an integer key.", pack(header())[:-1] + b"\x81\x01\x02",
             "NotACassetteError", ["not a wsreplay cassette"])
-    invalid("version_2", "A newer format version: refuse and tell the user to upgrade.",
-            pack(header(version=2)) + pack([9, 1, 0, "from the future"]), "UnsupportedVersionError",
-            ["version 2", "upgrade wsreplay"])
+    invalid("version_3", "A newer format version: refuse and tell the user to upgrade.",
+            pack(header(version=3)) + pack([9, 1, 0, "from the future"]), "UnsupportedVersionError",
+            ["version 3", "upgrade wsreplay"])
     invalid("version_999", "A much newer format version with a different header.",
             pack({"format": "wsreplay-cassette", "version": 999}), "UnsupportedVersionError",
             ["version 999", "upgrade wsreplay"])
@@ -451,7 +480,7 @@ def build() -> None:
               ["record id has the wrong type (bool)"])
     bad_value("flags_bool", "flags true: a bool where an int is required.", [3, 1, 0, True, b"x"],
               ["frame flags has the wrong type (bool)"])
-    bad_value("port_bool", "request.port false.", [2, 1, 0, request(port=False)[0], SWITCHING[0]],
+    bad_value("port_bool", "request.port false.", [2, 1, 0, request(port=False)[0], SWITCHING[0], 0],
               ["request.port has the wrong type (bool)"])
     bad_value("close_code_bool", "A close code true.", [4, 1, 0, True, "", None],
               ["close code has the wrong type (bool)"])
@@ -462,10 +491,20 @@ def build() -> None:
     bad_value("method_missing", "A request without method.",
               [1, 1, 0, {k: v for k, v in request()[0].items() if k != "method"}, None, 0],
               ["request lacks 'method'"])
-    bad_value("response_is_list", "A response as an array.", [2, 1, 0, UPGRADE[0], [101]],
+    bad_value("response_is_list", "A response as an array.", [2, 1, 0, UPGRADE[0], [101], 0],
               ["response has the wrong type (list)"])
     bad_value("ws_response_nil", "A WebSocket open without response (only HTTP may have nil).",
-              [2, 1, 0, UPGRADE[0], None], ["response has the wrong type (NoneType)"])
+              [2, 1, 0, UPGRADE[0], None, 0], ["response has the wrong type (NoneType)"])
+    bad_value("arity_ws_open", "A version 2 WebSocket open without its duration (the version 1 layout).",
+              [2, 1, 0, UPGRADE[0], SWITCHING[0]], ["record of kind 2 has 5 fields, expected 6"])
+    bad_value("v1_arity_ws_open", "A version 1 WebSocket open with a duration (the version 2 layout).",
+              [2, 1, 0, UPGRADE[0], SWITCHING[0], 0], ["record of kind 2 has 6 fields, expected 5"], version=1)
+    bad_value("upgrade_duration_negative", "A negative WebSocket open duration.",
+              [2, 1, 0, UPGRADE[0], SWITCHING[0], -5], ["upgrade duration is negative"])
+    bad_value("upgrade_duration_float", "A WebSocket open duration as float seconds.",
+              [2, 1, 0, UPGRADE[0], SWITCHING[0], 0.15], ["upgrade duration has the wrong type (float)"])
+    bad_value("upgrade_duration_nil", "A WebSocket open duration nil.",
+              [2, 1, 0, UPGRADE[0], SWITCHING[0], None], ["upgrade duration has the wrong type (NoneType)"])
     bad_value("headers_not_pairs", "Headers as a flat list.",
               [1, 1, 0, request()[0] | {"headers": ["Host", "x"]}, None, 0],
               ["request.headers must be a list of [name, value] strings"])

@@ -75,7 +75,7 @@ def auth_exchange(record_id: int, time: float, status: int = 200) -> HttpExchang
     return HttpExchange(record_id, time, request, response, duration=0.05)
 
 
-def upgrade(record_id: int, time: float, status: int = 101) -> WebSocketOpen:
+def upgrade(record_id: int, time: float, status: int = 101, duration: float = 0.0) -> WebSocketOpen:
     request = HttpRequest(
         "GET",
         "https",
@@ -86,7 +86,8 @@ def upgrade(record_id: int, time: float, status: int = 101) -> WebSocketOpen:
         headers=(("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Authorization", "Bearer eyJ.token.sig")),
     )
     body = b"" if status == 101 else b'{"detail": "upgrade refused"}'
-    return WebSocketOpen(record_id, time, request, HttpResponse(status, headers=(("Upgrade", "websocket"),), body=body))
+    response = HttpResponse(status, headers=(("Upgrade", "websocket"),), body=body)
+    return WebSocketOpen(record_id, time, request, response, duration)
 
 
 def chat_session(

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 WSREPLAY = str(Path(sys.executable).with_name("wsreplay"))
 LISTENING = re.compile(r" on (?P<host>[\d.]+):(?P<port>\d+)")
+T = TypeVar("T")
 
 
 def run_wsreplay(*args: str, timeout: float = 60, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -93,3 +97,15 @@ class RunningWsreplay:
         if self.process.poll() is None:
             self.process.kill()
         self.wait()
+
+
+async def run_proxy(args: list[str], client: Callable[[int], Awaitable[T]]) -> tuple[T, RunningWsreplay]:
+    """Start `wsreplay ARGS` on an ephemeral port, run the client against it, stop it with Ctrl-C."""
+    process = RunningWsreplay(*args, "--listen", "127.0.0.1:0")
+    try:
+        port = await asyncio.to_thread(process.wait_listening)
+        result = await client(port)
+    finally:
+        status = await asyncio.to_thread(process.stop)
+    assert status == 0, process.output
+    return result, process

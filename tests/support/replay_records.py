@@ -43,10 +43,12 @@ def json_response(status: int, document: object) -> HttpResponse:
 
 
 def accepted_open(
-    record_id: int, time: float = 0.0, request: HttpRequest | None = None, **headers: str
+    record_id: int, time: float = 0.0, request: HttpRequest | None = None, duration: float = 0.0, **headers: str
 ) -> WebSocketOpen:
+    """An accepted upgrade requested at `time`, answered `duration` later; `headers` go in the 101."""
     response_headers = tuple((name.replace("_", "-"), value) for name, value in headers.items())
-    return WebSocketOpen(record_id, time, request or upgrade_request(), HttpResponse(101, headers=response_headers))
+    response = HttpResponse(101, headers=response_headers)
+    return WebSocketOpen(record_id, time, request or upgrade_request(), response, duration)
 
 
 def server(record_id: int, time: float, payload: object, *, text: bool = True) -> WebSocketFrame:

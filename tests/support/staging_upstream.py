@@ -18,6 +18,7 @@ from aiohttp import WSMsgType, web
 
 __all__ = [
     "Frame",
+    "Pause",
     "RecordedConnection",
     "RecordedRequest",
     "ScriptedUpstream",
@@ -25,8 +26,15 @@ __all__ = [
     "require_header",
 ]
 
-Frame = str | bytes | dict[str, Any] | list[Any]
-"""str is sent as a text frame, bytes as a binary frame, dict/list as JSON text."""
+@dataclass(frozen=True)
+class Pause:
+    """In a sequence of frames: wait `seconds` before the next (a server that thinks)."""
+
+    seconds: float
+
+
+Frame = str | bytes | dict[str, Any] | list[Any] | Pause
+"""str is sent as a text frame, bytes as a binary frame, dict/list as JSON text; a Pause waits."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,7 @@ class WsScript:
     After `close_after` client messages the server closes with `close_code`/`close_reason`;
     after `drop_after` client messages it aborts the TCP connection (0 = right after `on_open`).
     `select_subprotocol` picks one of the offered subprotocols to echo back.
+    `accept_delay` is how long the server thinks before accepting or refusing the upgrade.
     """
 
     on_open: tuple[Frame, ...] = ()
@@ -72,6 +81,7 @@ class WsScript:
     close_reason: str = ""
     drop_after: int | None = None
     select_subprotocol: Callable[[list[str]], str | None] | None = None
+    accept_delay: float = 0.0
 
 
 def require_header(name: str, status: int = 403) -> Callable[[web.Request], int | None]:
@@ -84,10 +94,13 @@ class _CannedResponse:
     status: int
     body: bytes
     headers: Mapping[str, str]
+    delay: float
 
 
 async def _send(ws: web.WebSocketResponse, frame: Frame) -> None:
-    if isinstance(frame, bytes):
+    if isinstance(frame, Pause):
+        await asyncio.sleep(frame.seconds)
+    elif isinstance(frame, bytes):
         await ws.send_bytes(frame)
     elif isinstance(frame, str):
         await ws.send_str(frame)
@@ -118,14 +131,16 @@ class ScriptedUpstream:
         json_body: Any = None,
         body: bytes | str = b"",
         headers: Mapping[str, str] | None = None,
+        delay: float = 0.0,
     ) -> None:
-        """Answer `method path` with a canned response (JSON if `json_body` is given)."""
+        """Answer `method path` with a canned response (JSON if `json_body` is given), `delay` seconds
+        after the request."""
         response_headers = dict(headers or {})
         if json_body is not None:
             body = json.dumps(json_body)
             response_headers.setdefault("Content-Type", "application/json")
         raw = body.encode() if isinstance(body, str) else body
-        self._routes[(method.upper(), path)] = _CannedResponse(status, raw, response_headers)
+        self._routes[(method.upper(), path)] = _CannedResponse(status, raw, response_headers, delay)
 
     def websocket(self, path: str, script: WsScript) -> None:
         self._scripts[path] = script
@@ -180,11 +195,13 @@ class ScriptedUpstream:
         canned = self._routes.get((request.method, request.path))
         if canned is None:
             return web.json_response({"detail": "Not Found"}, status=404)
+        await asyncio.sleep(canned.delay)
         return web.Response(status=canned.status, body=canned.body, headers=canned.headers)
 
     async def _serve_websocket(self, request: web.Request, script: WsScript) -> web.StreamResponse:
         conn = RecordedConnection(request.path, dict(request.query), dict(request.headers))
         self.connections.append(conn)
+        await asyncio.sleep(script.accept_delay)
         status = script.refuse(request) if script.refuse else None
         if status is not None:
             conn.refused_with = status
