@@ -47,11 +47,15 @@ _ORIGINAL_RELAY: Final[_Relay] = WebsocketLayer.relay_messages
 class _ClosingHandshake:
     """The TCP closes a closing WebSocket still owes, made in order as each peer answers."""
 
-    def __init__(self, websocket_layer: WebsocketLayer) -> None:
+    def __init__(self, websocket_layer: WebsocketLayer, closed_by: Connection | None) -> None:
         self.websockets: dict[Connection, WebsocketConnection] = {
             websocket_layer.server_ws.conn: websocket_layer.server_ws,
             websocket_layer.client_ws.conn: websocket_layer.client_ws,
         }
+        self.closed_by = closed_by
+        """The peer whose data ended the WebSocket: it sent its close frame, or broke the
+        protocol (RFC 6455 7.1.7: a failed connection's further data, its close frame
+        included, is not read). Either way it owes no answer."""
         self.pending: deque[Connection] = deque()
         self.timed_out = False
 
@@ -64,7 +68,7 @@ class _ClosingHandshake:
         """The layer's event handler once the close frames are relayed."""
         if isinstance(event, events.Wakeup):
             self.timed_out = True
-        elif isinstance(event, events.DataReceived) and event.connection in self.pending:
+        elif isinstance(event, events.DataReceived) and event.connection in self.pending and event.connection is not self.closed_by:
             yield from self._read_answer(event.connection, event.data)
         yield from self._close_done()
 
@@ -86,6 +90,7 @@ class _ClosingHandshake:
         """True once the peer sent its close frame (or was sent none), closed its end, or ran out of time."""
         return (
             self.timed_out
+            or connection is self.closed_by
             or self.websockets[connection].state is not WebSocketState.LOCAL_CLOSING
             or not connection.state & ConnectionState.CAN_READ
         )
@@ -109,7 +114,7 @@ def _relay_closing_in_order(self: WebsocketLayer, event: events.Event) -> layer.
         reply = None
         if isinstance(command, commands.CloseConnection) and command.connection in peers:
             if closing is None:
-                closing = _ClosingHandshake(self)
+                closing = _ClosingHandshake(self, event.connection if isinstance(event, events.DataReceived) else None)
                 yield commands.RequestWakeup(_close_timeout(self))
             yield from closing.close(command.connection)
         else:

@@ -201,7 +201,7 @@ class ReplayServer:
         switching.force_close()
         await switching.prepare(request)
         if isinstance(request.transport, asyncio.Transport):
-            protocol = ServerProtocol(state=State.OPEN, max_size=MAX_RECORD_BYTES, logger=_PROTOCOL_LOG)
+            protocol = _OpenProtocol(state=State.OPEN, max_size=MAX_RECORD_BYTES, logger=_PROTOCOL_LOG)
             protocol.extensions = handshake.extensions
             await self._converse(request, request.transport, protocol, accepted.player)
         return switching
@@ -224,6 +224,17 @@ class ReplayServer:
             performer.cancel()
             self._connections.discard(connection)
             await asyncio.wait([performer])
+
+
+class _OpenProtocol(ServerProtocol):
+    """websockets' server protocol, less one strictness RFC 6455 does not ask for: a close frame
+    between the fragments of a message (control frames may come between fragments, 5.4) is a
+    normal close, as wsproto behind mitmproxy takes it; the unfinished message is dropped."""
+
+    def recv_frame(self, frame: Frame) -> None:
+        if frame.opcode is Opcode.CLOSE:
+            self.current_size = None
+        super().recv_frame(frame)
 
 
 class _IncomingMessage:

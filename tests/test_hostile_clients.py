@@ -488,6 +488,34 @@ async def test_a_valid_close_is_echoed_then_the_server_closes_tcp(served: Replay
     assert answer == [(OP_CLOSE, struct.pack("!H", code) + reason)]
 
 
+async def test_a_close_between_fragments_is_a_normal_close(served: Replay) -> None:
+    """Autobahn 7.1.5: a text fragment, the close, then the message's last fragment; the close is
+    echoed and the unfinished message dropped."""
+    sent = (
+        masked(Opcode.TEXT, b"fragment1", fin=False),
+        close_frame(1000),
+        masked(Opcode.CONT, b"fragment2"),
+    )
+    assert await ending_after_greeting(served.port, *sent) == [(OP_CLOSE, struct.pack("!H", 1000))]
+
+
+async def test_a_client_that_breaks_the_protocol_is_dropped_without_waiting_for_its_close(served: Replay) -> None:
+    """Autobahn 6.4.x, 7.5.1, 7.9.x (RFC 6455 7.1.7): after invalid UTF-8 the server closes with
+    1007 and ends the connection at once; the close the client sends back is not waited for."""
+    reader, writer = await greeted(served.port)
+    try:
+        writer.write(masked(Opcode.TEXT, SURROGATE))
+        assert described([await next_frame(reader)]) == [("close", 1007)]
+        started = time.monotonic()
+        writer.write(close_frame(1007))
+        with contextlib.suppress(ConnectionResetError):
+            assert await read_to_eof(reader, CLOSE_TIMEOUT + PROMPT) == b""
+        waited = time.monotonic() - started
+    finally:
+        abort(writer)
+    assert waited < PROMPT
+
+
 async def test_an_empty_close_is_echoed_empty(served: Replay) -> None:
     assert await ending_after_greeting(served.port, masked(Opcode.CLOSE, b"")) == [(OP_CLOSE, b"")]
 
