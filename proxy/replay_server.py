@@ -9,16 +9,16 @@ Clients reach it two ways:
   the forwarded request with ``X-Wsreplay-Connection: <token>``; the server plays that
   connection.
 
-aiohttp parses the HTTP requests and writes the 101; from then on the WebSocket is
-websockets' Sans-I/O protocol over the raw connection (:class:`_WebSocket`), which feeds
-the client's messages to the player as they arrive, while one task per connection
-performs the player's actions in order (wait, then send).
+aiohttp parses the HTTP requests and writes the 101 (negotiated by websockets' handshake);
+from then on the WebSocket is wsproto's Sans-I/O connection over the raw connection
+(:class:`_WebSocket`), the implementation mitmproxy speaks to clients, which feeds the
+client's messages to the player as they arrive, while one task per connection performs
+the player's actions in order (wait, then send).
 """
 
 from __future__ import annotations
 
 import asyncio
-import codecs
 import logging
 import secrets
 from collections.abc import Callable, Sequence
@@ -31,10 +31,14 @@ from multidict import CIMultiDict
 from websockets.datastructures import Headers
 from websockets.exceptions import ProtocolError
 from websockets.extensions.permessage_deflate import enable_server_permessage_deflate
-from websockets.frames import CloseCode, Frame, Opcode
+from websockets.frames import Close as CloseFrame
 from websockets.http11 import Request
-from websockets.protocol import Event, State
 from websockets.server import ServerProtocol
+from wsproto.connection import Connection, ConnectionState, ConnectionType
+from wsproto.events import BytesMessage, CloseConnection, Event, Message, Ping, TextMessage
+from wsproto.extensions import Extension, PerMessageDeflate
+from wsproto.frame_protocol import CloseReason, FrameProtocol
+from wsproto.utilities import split_comma_header
 
 from wsreplay.cassette import MAX_RECORD_BYTES
 from wsreplay.records import HttpRequest, HttpResponse
@@ -55,7 +59,7 @@ __all__ = ["CONNECTION_HEADER", "ReplayServer"]
 
 log = logging.getLogger("wsreplay.replay")
 _PROTOCOL_LOG: Final = logging.getLogger("wsreplay.replay.websocket")
-"""websockets' own log of each connection: warnings and errors only (not every open and close)."""
+"""websockets' own log of each handshake: warnings and errors only."""
 _PROTOCOL_LOG.setLevel(logging.WARNING)
 
 CONNECTION_HEADER: Final = "X-Wsreplay-Connection"
@@ -74,7 +78,9 @@ NO_STATUS: Final = 1005
 NORMAL: Final = 1000
 _NOT_FORWARDED: Final = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "upgrade"})
 _ADDED_BY_AIOHTTP: Final = ("Date", "Server", "Content-Type")
-_UTF8_DECODER: Final = codecs.getincrementaldecoder("utf-8")
+_CONTROL_FRAMES: Final = FrameProtocol(client=False, extensions=[])
+"""Frames the server's pongs: wsproto sends nothing once it has sent its own close, but a ping
+is answered until the client's close arrives (RFC 6455 5.5.2)."""
 
 
 @dataclass(eq=False)
@@ -183,7 +189,7 @@ class ReplayServer:
 
     async def _play(self, request: web.Request, accepted: Accepted) -> web.StreamResponse:
         """Answer the upgrade (negotiated by websockets' handshake, written by aiohttp), then drive
-        the WebSocket with websockets' protocol over the raw connection until it is closed."""
+        the WebSocket with wsproto over the raw connection until it is closed."""
         handshake = ServerProtocol(
             extensions=enable_server_permessage_deflate(None) if accepted.deflate else None,
             select_subprotocol=lambda _protocol, _offered: accepted.subprotocol,
@@ -201,18 +207,21 @@ class ReplayServer:
         switching.force_close()
         await switching.prepare(request)
         if isinstance(request.transport, asyncio.Transport):
-            protocol = _OpenProtocol(state=State.OPEN, max_size=MAX_RECORD_BYTES, logger=_PROTOCOL_LOG)
-            protocol.extensions = handshake.extensions
-            await self._converse(request, request.transport, protocol, accepted.player)
+            extensions = _extensions(answer.headers.get("Sec-WebSocket-Extensions", ""))
+            await self._converse(request, request.transport, extensions, accepted.player)
         return switching
 
     async def _converse(
-        self, request: web.Request, transport: asyncio.Transport, protocol: ServerProtocol, player: ConnectionPlayer
+        self,
+        request: web.Request,
+        transport: asyncio.Transport,
+        extensions: list[Extension],
+        player: ConnectionPlayer,
     ) -> None:
         """Play the recorded conversation on the open WebSocket until the connection is closed."""
         connection = _Connection(player)
         socket = connection.socket = _WebSocket(
-            transport, request.protocol, protocol, request.path, connection.client_message, connection.client_ended
+            transport, request.protocol, extensions, request.path, connection.client_message, connection.client_ended
         )
         _dispatch(connection, player.start(), asyncio.get_running_loop().time())
         self._connections.add(connection)
@@ -226,62 +235,31 @@ class ReplayServer:
             await asyncio.wait([performer])
 
 
-class _OpenProtocol(ServerProtocol):
-    """websockets' server protocol, less one strictness RFC 6455 does not ask for: a close frame
-    between the fragments of a message (control frames may come between fragments, 5.4) is a
-    normal close, as wsproto behind mitmproxy takes it; the unfinished message is dropped."""
-
-    def recv_frame(self, frame: Frame) -> None:
-        if frame.opcode is Opcode.CLOSE:
-            self.current_size = None
-        super().recv_frame(frame)
-
-
-class _IncomingMessage:
-    """A client message received fragment by fragment; text is decoded as it comes."""
-
-    def __init__(self, is_text: bool) -> None:
-        self.is_text = is_text
-        self._decoder = _UTF8_DECODER() if is_text else None
-        self._text: list[str] = []
-        self._data: list[bytes | bytearray | memoryview] = []
-
-    def add(self, fragment: bytes | bytearray | memoryview, final: bool) -> None:
-        """Raise UnicodeDecodeError as soon as the text cannot be UTF-8, whatever follows."""
-        if self._decoder is None:
-            self._data.append(fragment)
-        else:
-            self._text.append(self._decoder.decode(fragment, final))
-
-    @property
-    def payload(self) -> str | bytes:
-        return "".join(self._text) if self.is_text else b"".join(self._data)
-
-
 class _WebSocket(asyncio.Protocol):
-    """The server's side of an accepted WebSocket once the 101 is written: websockets' Sans-I/O
-    protocol over the connection's transport, taken over from aiohttp.
+    """The server's side of an accepted WebSocket once the 101 is written: wsproto's connection
+    over the connection's transport, taken over from aiohttp, as mitmproxy speaks to clients.
 
-    websockets' protocol fails the connection as a strict server does: 1002 for an unmasked or
-    malformed frame or an invalid close code, 1007 for a close reason that is not UTF-8, 1009 for
-    a message over 64 MiB; this class adds 1007 at the first invalid UTF-8 byte of a text message,
-    even mid-message. Pings are answered and the client's close is echoed. Every closing handshake
-    is bounded: once a close is sent, the client has a few seconds to answer it and end the TCP
-    connection, after which the connection is cut.
+    wsproto fails the connection as mitmproxy does: 1002 for an unmasked or malformed frame or
+    an invalid close code, 1007 at the first invalid UTF-8 byte of a text message (even before
+    its frame is complete) or close reason; this class adds 1009 once a message passes 64 MiB.
+    A failed connection gets its close frame and its TCP connection ends at once, the client's
+    answer unread (RFC 6455 7.1.7). Pings are answered until the client's close arrives, and
+    the client's close is echoed. A close the server sends gives the client a few seconds to
+    answer it, after which the connection is cut.
     """
 
     def __init__(
         self,
         transport: asyncio.Transport,
         http: RequestHandler,
-        protocol: ServerProtocol,
+        extensions: list[Extension],
         name: str,
         on_message: Callable[[bool, str | bytes], None],
         on_end: Callable[[int, str], None],
     ) -> None:
         self._transport = transport
         self._http = http
-        self._protocol = protocol
+        self._connection = Connection(ConnectionType.SERVER, extensions)
         self._name = name
         self._on_message = on_message
         self._on_end = on_end
@@ -289,8 +267,8 @@ class _WebSocket(asyncio.Protocol):
         self._lost: asyncio.Future[None] = self._loop.create_future()
         self._writable: asyncio.Future[None] | None = None
         self._cutter: asyncio.TimerHandle | None = None
-        self._message: _IncomingMessage | None = None
-        self._closed_by_server = False
+        self._message: list[str | bytes] = []
+        self._message_bytes = 0
         self._end_reported = False
 
     def take_over(self) -> None:
@@ -301,37 +279,31 @@ class _WebSocket(asyncio.Protocol):
 
     @property
     def open(self) -> bool:
-        return self._protocol.state is State.OPEN
+        return self._connection.state is ConnectionState.OPEN and not self._transport.is_closing()
 
     async def send(self, is_text: bool, payload: bytes) -> None:
         """Send one message (nothing once closing), then wait while the client reads too slowly."""
         if not self.open:
             return
-        if is_text:
-            self._protocol.send_text(payload)
-        else:
-            self._protocol.send_binary(payload)
-        self._send_pending()
+        message = TextMessage(payload.decode(errors="replace")) if is_text else BytesMessage(payload)
+        self._transport.write(self._connection.send(message))
         if self._writable is not None:
             await self._writable
 
     def close(self, code: int, reason: str, timeout: float = CLOSE_TIMEOUT) -> None:
         """Send a close frame; the client has `timeout` seconds to answer it and end the connection."""
         if self.open:
-            self._closed_by_server = True
             try:
-                self._protocol.send_close(code, reason)
+                CloseFrame(code, reason).check()
             except ProtocolError:
                 log.warning("%s: close %d %r cannot be sent; closing with 1011", self._name, code, reason)
-                self._protocol.send_close(CloseCode.INTERNAL_ERROR)
-        self._send_pending()
+                code, reason = CloseReason.INTERNAL_ERROR, ""
+            self._transport.write(self._connection.send(CloseConnection(code, reason)))
         self._cut_within(timeout)
 
     def drop(self) -> None:
         """End the TCP connection without a close frame (the client sees 1006), once what was sent is out."""
-        self._closed_by_server = True
-        self._transport.close()
-        self._cut_within(CLOSE_TIMEOUT)
+        self._end_tcp()
 
     async def wait_closed(self) -> None:
         await asyncio.shield(self._lost)
@@ -339,21 +311,22 @@ class _WebSocket(asyncio.Protocol):
     # the transport's callbacks
 
     def data_received(self, data: bytes) -> None:
-        self._protocol.receive_data(data)
-        self._receive(self._protocol.events_received())
-        self._send_pending()
-        self._report_end()
+        if self._transport.is_closing():
+            return
+        self._connection.receive_data(data)
+        for event in self._connection.events():
+            self._receive(event)
+            if self._transport.is_closing():
+                return
 
     def eof_received(self) -> None:
-        self._protocol.receive_eof()
-        self._send_pending()
-        self._report_end(lost=True)
+        """The client ended its side without a close frame: the transport closes."""
+        self._report_end(CloseReason.ABNORMAL_CLOSURE, "")
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._protocol.receive_eof()
         if self._cutter is not None:
             self._cutter.cancel()
-        self._report_end(lost=True)
+        self._report_end(CloseReason.ABNORMAL_CLOSURE, "")
         self.resume_writing()
         self._lost.set_result(None)
         self._http.connection_lost(exc)
@@ -377,36 +350,49 @@ class _WebSocket(asyncio.Protocol):
 
     # internals
 
-    def _receive(self, frames: Sequence[Event]) -> None:
-        """Hand whole messages to `on_message`; fail the connection with 1007 at invalid UTF-8."""
-        for frame in frames:
-            if not isinstance(frame, Frame):
-                continue
-            if frame.opcode is Opcode.TEXT or frame.opcode is Opcode.BINARY:
-                self._message = _IncomingMessage(frame.opcode is Opcode.TEXT)
-            elif frame.opcode is not Opcode.CONT or self._message is None:
-                continue
-            message = self._message
-            try:
-                message.add(frame.data, frame.fin)
-            except UnicodeDecodeError as error:
-                if self.open:
-                    self._protocol.fail(CloseCode.INVALID_DATA, f"{error.reason} at position {error.start}")
+    def _receive(self, event: Event) -> None:
+        """Act on one wsproto event: collect messages, answer pings, end on a close or a failure."""
+        state = self._connection.state
+        if isinstance(event, Message):
+            if state is ConnectionState.OPEN:
+                self._add(event)
+        elif isinstance(event, Ping):
+            self._transport.write(_CONTROL_FRAMES.pong(event.payload))
+        elif isinstance(event, CloseConnection):
+            if state is ConnectionState.OPEN:
+                self._fail(event.code, event.reason)
                 return
-            if frame.fin:
-                self._message = None
-                self._on_message(message.is_text, message.payload)
+            if state is ConnectionState.REMOTE_CLOSING:
+                self._transport.write(self._connection.send(CloseConnection(event.code, event.reason)))
+            self._report_end(event.code, event.reason)
+            self._end_tcp()
 
-    def _send_pending(self) -> None:
-        for data in self._protocol.data_to_send():
-            if data:
-                self._transport.write(data)
-            elif self._transport.can_write_eof():
-                self._transport.write_eof()
+    def _add(self, part: Message) -> None:
+        """Collect a message as it arrives, frame by frame and chunk by chunk; 1009 once it passes 64 MiB."""
+        data = part.data
+        self._message_bytes += len(data) if not isinstance(data, str) or data.isascii() else len(data.encode())
+        if self._message_bytes > MAX_RECORD_BYTES:
+            self._fail(CloseReason.MESSAGE_TOO_BIG, f"message over {MAX_RECORD_BYTES} bytes")
+            return
+        self._message.append(data)
+        if part.message_finished:
+            parts, self._message, self._message_bytes = self._message, [], 0
+            if isinstance(part, TextMessage):
+                self._on_message(True, "".join(parts))  # type: ignore[arg-type]
             else:
-                self._transport.close()
-        if self._protocol.close_expected():
-            self._cut_within(CLOSE_TIMEOUT)
+                self._on_message(False, b"".join(parts))  # type: ignore[arg-type]
+
+    def _fail(self, code: int, reason: str) -> None:
+        """The client broke the protocol: send the close and end the TCP connection at once (RFC 6455 7.1.7)."""
+        log.warning("%s: the client broke the protocol (%s); closed with %d", self._name, reason, code)
+        self._transport.write(self._connection.send(CloseConnection(code, reason)))
+        self._report_end(code, reason)
+        self._end_tcp()
+
+    def _end_tcp(self) -> None:
+        """Close the TCP connection once what was sent is out; cut it if that takes too long."""
+        self._transport.close()
+        self._cut_within(CLOSE_TIMEOUT)
 
     def _cut_within(self, timeout: float) -> None:
         """Abort the TCP connection in `timeout` seconds (or sooner, if already planned) unless it ends first."""
@@ -419,22 +405,22 @@ class _WebSocket(asyncio.Protocol):
             self._cutter.cancel()
         self._cutter = self._loop.call_at(deadline, self._transport.abort)
 
-    def _report_end(self, lost: bool = False) -> None:
+    def _report_end(self, code: int, reason: str) -> None:
         """Tell `on_end`, once, that the client closed, broke the protocol or went away."""
-        if self._end_reported:
-            return
-        received, sent = self._protocol.close_rcvd, self._protocol.close_sent
-        if received is not None:
-            code, reason = received.code, received.reason
-        elif sent is not None and not self._closed_by_server:
-            code, reason = sent.code, sent.reason
-            log.warning("%s: the client broke the protocol (%s); closed with %d", self._name, reason, code)
-        elif lost:
-            code, reason = CloseCode.ABNORMAL_CLOSURE, ""
-        else:
-            return
-        self._end_reported = True
-        self._on_end(code, reason)
+        if not self._end_reported:
+            self._end_reported = True
+            self._on_end(int(code), reason)
+
+
+def _extensions(header: str) -> list[Extension]:
+    """wsproto's extensions for the 101's `Sec-WebSocket-Extensions`, built as mitmproxy builds them."""
+    extensions: list[Extension] = []
+    for offer in split_comma_header(header.encode("ascii", "replace")):
+        if offer.split(";", 1)[0].strip() == PerMessageDeflate.name:
+            deflate = PerMessageDeflate()
+            deflate.finalize(offer)
+            extensions.append(deflate)
+    return extensions
 
 
 def _handshake_request(request: web.BaseRequest) -> Request:
