@@ -4,9 +4,10 @@ The matrix: every client kind (Node's WebSocket, a Chromium page, `websockets`, 
 websocket-client) on every path (directly, through `wsreplay record`, `wsreplay replay`,
 `wsreplay replay --direct`), in two staging scenarios: the authentication failure
 (`error_message` frame, then close 1008 "Authentication failed") and a chat turn (ack and
-the five agent events, then the client closes with 1000). Each cell opens 30 sockets at
-once — concurrency is what exposes races in closing handshakes — and every one of them must
-observe the same frames, close code, reason and wasClean as a client talking directly.
+the five agent events, then the client closes with 1000). Each cell runs 30 sockets in one
+client process or page, in waves of 3 at once (the mix that exposes closing-handshake races
+on every path, see `WAVE`), and every one of them must observe the same frames, close code,
+reason and wasClean as a client talking directly.
 
 The replays answer from one cassette per scenario, recorded once (30 connections) with
 `websockets`; every replay cell runs its own `wsreplay replay`, which serves each recorded
@@ -81,4 +82,5 @@ async def test_every_socket_observes_what_it_observes_directly(
     expected = client.expected(scenario)
     report = tally(f"{client.label} {path} {scenario.name}", scenario, observations, expected)
     print(report)
-    assert observations == [expected] * len(observations), report
+    if observations != [expected] * len(observations):
+        pytest.fail(report, pytrace=False)

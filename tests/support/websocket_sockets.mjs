@@ -1,6 +1,6 @@
 // What a WebSocket API client (a browser's, or Node's undici) observes: `observeSockets(plan)` opens
-// `plan.count` sockets at once and resolves with, for each, the text frames it received, the close
-// event's code, reason and wasClean. Each socket sends `plan.message` when a frame of type
+// `plan.count` sockets, `plan.wave` at a time, and resolves with, for each, the text frames it
+// received, the close event's code, reason and wasClean. Each socket sends `plan.message` when a frame of type
 // `plan.sendOn` arrives and closes with 1000 when one of type `plan.closeOn` does. Shared by the
 // Node runner (transparency_node.mjs) and the Chromium page (tests/support/transparency.py).
 
@@ -34,8 +34,13 @@ function observeSocket(plan) {
   });
 }
 
-export function observeSockets(plan) {
-  return Promise.all(Array.from({ length: plan.count }, () => observeSocket(plan)));
+export async function observeSockets(plan) {
+  const observations = [];
+  for (let opened = 0; opened < plan.count; opened += plan.wave) {
+    const wave = Array.from({ length: Math.min(plan.wave, plan.count - opened) }, () => observeSocket(plan));
+    observations.push(...(await Promise.all(wave)));
+  }
+  return observations;
 }
 
 globalThis.observeSockets = observeSockets;
