@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import json
 import os
 import subprocess
@@ -324,9 +325,7 @@ class ChromiumClient(WebSocketClient):
             return f"{SKIP_BROWSER_VARIABLE}=1: the browser runs on one Python only (see .ci/run)"
         if not CHROMIUM.exists():
             return f"{CHROMIUM} is not installed (apt-get install chromium)"
-        try:
-            import playwright.async_api  # noqa: F401
-        except ImportError:
+        if importlib.util.find_spec("playwright") is None:
             return "playwright is not installed (pip install -e '.[test]')"
         return None
 
