@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -23,20 +21,14 @@ import pytest
 from wsreplay.cassette import Cassette, write_cassette
 from wsreplay.records import WebSocketClose
 from tests.support.cli import RunningWsreplay, run_wsreplay
+from tests.support.node import NODE, node_version
 from tests.support.replay_records import HEADER, accepted_open, client, server, upgrade_request
 from tests.support.scenario import AGENT_EVENTS, browser_staging_upstream
 
-NODE = shutil.which("node")
 CLIENT = Path(__file__).parent / "support" / "node_client.mjs"
 TIMEOUT = 60
 
 pytestmark = pytest.mark.skipif(NODE is None, reason="Node.js 20+ is not installed")
-
-
-def node_version() -> tuple[int, ...]:
-    assert NODE is not None
-    out = subprocess.run([NODE, "--version"], capture_output=True, text=True, check=True).stdout
-    return tuple(int(part) for part in out.strip().lstrip("v").split("."))
 
 
 async def node_under(*wsreplay_args: str) -> list[Any]:

@@ -19,10 +19,16 @@ AUTH_FAILURE_FRAME = {
     "recovery_suggestions": None,
 }
 AGENT_EVENTS = ("agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_completed")
+GREETING: tuple[dict, ...] = (
+    {"type": "ping", "data": {"timestamp": 1.0}, "timestamp": 1.0, "server_id": None},
+    {"type": "system_message", "data": {"event": "connection_established", "connection_ready": True}},
+)
+"""What `/ws` sends as soon as the upgrade is accepted."""
 REQUIRE_AUTHORIZATION = require_header("Authorization")
 
 
-def _agent_turn(message: str | bytes) -> list[str | bytes | dict]:
+def agent_turn(message: str | bytes) -> list[str | bytes | dict]:
+    """The frames `/ws` answers a client message with: an ack and the five agent events (a binary is echoed)."""
     if isinstance(message, bytes):
         return [b"echo:" + message]
     received_type = json.loads(message).get("type", "unknown")
@@ -67,11 +73,8 @@ def staging_upstream(
     upstream.websocket(
         "/ws",
         WsScript(
-            on_open=(
-                {"type": "ping", "data": {"timestamp": 1.0}, "timestamp": 1.0, "server_id": None},
-                {"type": "system_message", "data": {"event": "connection_established", "connection_ready": True}},
-            ),
-            reply=_agent_turn,
+            on_open=GREETING,
+            reply=agent_turn,
             refuse=refuse,
             select_subprotocol=_select_token_subprotocol,
         ),
@@ -84,6 +87,7 @@ def staging_upstream(
             close_code=1008,
             close_reason="Authentication failed",
             refuse=refuse,
+            select_subprotocol=_select_token_subprotocol,
         ),
     )
     return upstream
