@@ -50,6 +50,9 @@ MAX_RECORD_BYTES = 64 * 1024 * 1024
 MAX_CONTAINER_ENTRIES = 65536
 READ_CHUNK = 256 * 1024
 SIDES = ("client", "server")
+UNCOPIED_PAYLOAD_BYTES = 64 * 1024
+"""From this size on, a frame's payload is handed to the OS as it is, not copied into its packed record."""
+_EMPTY_BIN = msgpack.packb(b"", use_bin_type=True)
 
 
 class CassetteError(Exception):
@@ -91,6 +94,15 @@ def encode_frame(record_id: int, time: float, from_client: bool, is_text: bool, 
     """The msgpack-ready array for a WebSocket frame record, from its fields."""
     flags = (FLAG_FROM_CLIENT if from_client else 0) | (FLAG_TEXT if is_text else 0)
     return [KIND_FRAME, record_id, _micros(time), flags, payload]
+
+
+def _bin_header(size: int) -> bytes:
+    """The msgpack bin header ``Packer(use_bin_type=True)`` writes before `size` bytes (bin 8, 16 or 32)."""
+    if size < 0x100:
+        return b"\xc4" + size.to_bytes(1, "big")
+    if size < 0x10000:
+        return b"\xc5" + size.to_bytes(2, "big")
+    return b"\xc6" + size.to_bytes(4, "big")
 
 
 def encode_record(record: Record, version: int = FORMAT_VERSION) -> list[Any]:
@@ -415,9 +427,10 @@ def load_cassette(path: str | os.PathLike[str]) -> Cassette:
 class CassetteWriter:
     """Appends records to a cassette file, each one written whole and at once.
 
-    Every record goes to the operating system in a single write as soon as it is
-    given, so a crash or ``kill -9`` of the process loses at most the record being
-    written; nothing is held back until a connection ends.
+    Every record goes to the operating system in a single write call (``writev`` for a
+    big frame: its head and its uncopied payload) as soon as it is given, so a crash or
+    ``kill -9`` of the process loses at most the record being written; nothing is held
+    back until a connection ends.
     """
 
     def __init__(
@@ -445,7 +458,7 @@ class CassetteWriter:
         self.header = header
         self.bytes_written = 0
         if not _append:
-            self._write(encode_header(header))
+            self._write(self._packer.pack(encode_header(header)))
 
     @classmethod
     def append_to(cls, path: str | os.PathLike[str]) -> tuple[CassetteWriter, int]:
@@ -462,26 +475,40 @@ class CassetteWriter:
             os.truncate(path, reader.truncated_at)
         return cls(path, reader.header, _append=True), last_id
 
-    def _write(self, value: Any) -> None:
-        """Pack `value` and hand it to the OS in one write call (the rest, if it takes only part)."""
+    def _write(self, data: bytes, payload: bytes = b"") -> None:
+        """Hand one record, `data` then a frame's uncopied `payload`, to the OS in one call
+        (``write``, or ``writev`` with a payload; the rest, if it takes only part)."""
         fd = self._fd
         if fd is None:
             raise self._closed_error()
-        data = self._packer.pack(value)
-        size = len(data)
+        size = len(data) + len(payload)
         if size > MAX_RECORD_BYTES:
             raise _too_large(size)
-        written = os.write(fd, data)
+        written = os.writev(fd, (data, payload)) if payload else os.write(fd, data)
         if written < size:
-            _write_rest(fd, data, written)
+            _write_rest(fd, data + payload, written)
         self.bytes_written += size
 
     def write(self, record: Record) -> None:
-        self._write(encode_record(record, self.header.version))
+        if isinstance(record, WebSocketFrame):
+            self.write_frame(record.id, record.time, record.from_client, record.is_text, record.payload)
+        else:
+            self._write(self._packer.pack(encode_record(record, self.header.version)))
 
     def write_frame(self, record_id: int, time: float, from_client: bool, is_text: bool, payload: bytes) -> None:
-        """``write(WebSocketFrame(record_id, time, ...))`` without building the record (the recorder's hot path)."""
-        self._write(encode_frame(record_id, time, from_client, is_text, payload))
+        """``write(WebSocketFrame(record_id, time, ...))`` without building the record (the recorder's hot path).
+
+        A big payload is not copied: the record packed with an empty payload, less that empty
+        payload's bin header, then the real bin header make the record's head, written
+        together with the payload itself (the same bytes, still one call).
+        """
+        fields = encode_frame(record_id, time, from_client, is_text, payload)
+        if len(payload) < UNCOPIED_PAYLOAD_BYTES:
+            self._write(self._packer.pack(fields))
+            return
+        fields[-1] = b""
+        head = self._packer.pack(fields)[: -len(_EMPTY_BIN)] + _bin_header(len(payload))
+        self._write(head, payload)
 
     def _closed_error(self) -> CassetteError:
         return CassetteError(f"cassette {self.path} is already closed")

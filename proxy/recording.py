@@ -25,11 +25,11 @@ RecordTransform = Callable[[Record], Record]
 
 @runtime_checkable
 class FrameAwareTransform(Protocol):
-    """A transform that can tell, from a frame's payload alone, that it would leave the frame unchanged."""
+    """A transform that can tell, from a frame's payload and type alone, that it would leave the frame unchanged."""
 
     def __call__(self, record: Record) -> Record: ...
 
-    def leaves_frame_unchanged(self, payload: bytes) -> bool: ...
+    def leaves_frame_unchanged(self, payload: bytes, is_text: bool) -> bool: ...
 
 
 @dataclass
@@ -100,7 +100,7 @@ class Recording:
         """
         time = self.offset(wall_time)
         unchanged = self._frame_unchanged
-        if unchanged is None or not unchanged(payload):
+        if unchanged is None or not unchanged(payload, is_text):
             self.add(WebSocketFrame(record_id, time, from_client, is_text, payload))
             return
         self.writer.write_frame(record_id, time, from_client, is_text, payload)
@@ -128,8 +128,8 @@ class Recording:
         self.writer.close()
 
 
-def _frame_check(transform: RecordTransform | None) -> Callable[[bytes], bool] | None:
-    """Whether `transform` leaves a frame with a given payload as it is; None: it may change any frame."""
+def _frame_check(transform: RecordTransform | None) -> Callable[[bytes, bool], bool] | None:
+    """Whether `transform` leaves a frame with a given payload and type as it is; None: it may change any frame."""
     if transform is None:
         return _unchanged
     if isinstance(transform, FrameAwareTransform):
@@ -137,5 +137,5 @@ def _frame_check(transform: RecordTransform | None) -> Callable[[bytes], bool] |
     return None
 
 
-def _unchanged(payload: bytes) -> bool:
+def _unchanged(payload: bytes, is_text: bool) -> bool:
     return True

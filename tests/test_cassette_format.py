@@ -312,6 +312,22 @@ def test_each_record_is_one_msgpack_object_written_at_once(tmp_path: Path) -> No
         assert data[start:end] == msgpack.packb(encode_record(record), use_bin_type=True)
 
 
+@pytest.mark.parametrize("size", [0, 1, 255, 256, 65535, 65536, 1 << 20])
+@pytest.mark.parametrize(("record_id", "time"), [(1, 0.0), (128, 0.000256), (65536, 4294.967296)])
+def test_frames_are_written_as_msgpack_packs_them(size: int, record_id: int, time: float, tmp_path: Path) -> None:
+    # The writer hands a frame's head and payload to the OS separately (no copy): the bytes stay msgpack's.
+    frames = [WebSocketFrame(record_id, time, side, text, bytes(range(256)) * (size // 256) + b"x" * (size % 256))
+              for side in (True, False) for text in (True, False)]
+    path = tmp_path / "c.cassette"
+    with CassetteWriter(path, HEADER) as writer:
+        start = writer.bytes_written
+        writer.write(frames[0])
+        for frame in frames[1:]:
+            writer.write_frame(frame.id, frame.time, frame.from_client, frame.is_text, frame.payload)
+    expected = b"".join(msgpack.packb(encode_record(frame), use_bin_type=True) for frame in frames)
+    assert path.read_bytes()[start:] == expected
+
+
 # --- version 1 ---------------------------------------------------------------------
 
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import aiohttp
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from wsreplay.addons.recorder import Recorder
 from wsreplay.cassette import Cassette, load_cassette, write_cassette
@@ -35,6 +37,7 @@ from wsreplay.redaction import (
     Redactor,
     is_placeholder,
     is_redacted_jwt,
+    map_record,
     name_says_secret,
     placeholder_signature,
     redact_cassette,
@@ -318,6 +321,66 @@ def test_redacting_twice_changes_nothing() -> None:
     again = Redactor()
     assert [again(record) for record in first] == first
     assert again.redaction_summary() == []
+
+
+# --- the frame pre-check ------------------------------------------------------------
+
+SLASHED = "k3y/With+Slash=="
+"""A secret as some JSON encoders write it inside a string: ``k3y\\/With+Slash==``."""
+PIECES = [
+    "{", "[", "}", "]", '"', ":", ",", " ", "\n", "\u3000", "\xa0", "*", "é", "BAsd7&jh23",
+    '"type"', '"note"', '"apiKey"', '"pass_word"', '"Tok-En"', "KEY", "token", "Password", "pass", "word",
+    "eyJ", "ZXlK", "\\u006bey", "\\/", '\\"',
+    TOKEN, wrap(TOKEN), REFRESH, BYPASS_KEY, SLASHED, SLASHED.replace("/", "\\/"), "\udcfe",
+]
+
+
+def primed_redactor() -> Redactor:
+    """A redactor that has seen the login (a JWT, a refresh token, the bypass key) and a secret with a slash."""
+    redactor = Redactor()
+    redactor(login())
+    redactor(frame({"type": "auth", "api_key": SLASHED}))
+    return redactor
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(PIECES), max_size=12), st.booleans())
+def test_frame_precheck_says_unchanged_only_when_redaction_changes_nothing(pieces: list[str], is_text: bool) -> None:
+    redactor = primed_redactor()
+    payload = "".join(pieces).encode("utf-8", "surrogateescape")
+    record = WebSocketFrame(2, 0.3, False, is_text, payload)
+    if redactor.leaves_frame_unchanged(payload, is_text):
+        before = redactor.redaction_summary()
+        assert map_record(record, redactor.rules, redactor) == record
+        assert redactor.redaction_summary() == before
+
+
+@pytest.mark.parametrize(
+    ("payload", "is_text"),
+    [
+        (b"BAsd7&jh23" * 1000, True),
+        (b"*" * 4096, True),
+        (b"\x00\xfe\x23\xfa\xf0" * 1000, False),
+        (b'  "key" is not JSON here', True),
+        (b'{"type":"message","content":"Summarise my costs"}', True),
+    ],
+)
+def test_frame_precheck_passes_frames_without_secrets(payload: bytes, is_text: bool) -> None:
+    assert primed_redactor().leaves_frame_unchanged(payload, is_text)
+
+
+@pytest.mark.parametrize("name", ["pass_word", "Tok-En", "passéword", "API-key"])
+def test_frames_with_split_secret_names_are_redacted(name: str) -> None:
+    payload = json.dumps({name: "hunter2hunter2"}, ensure_ascii=False).encode()
+    assert not Redactor().leaves_frame_unchanged(payload, True)
+    assert is_placeholder(json.loads(Redactor()(frame({name: "hunter2hunter2"})).payload)[name])
+
+
+def test_a_known_secret_written_with_json_escapes_is_redacted_in_frames() -> None:
+    redactor = primed_redactor()
+    record = WebSocketFrame(2, 0.3, False, True, b'{"note":"' + SLASHED.replace("/", "\\/").encode() + b'"}')
+    assert not redactor.leaves_frame_unchanged(record.payload, record.is_text)
+    assert is_placeholder(json.loads(redactor(record).payload)["note"])
 
 
 # --- the summary ------------------------------------------------------------------
