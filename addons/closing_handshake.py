@@ -28,10 +28,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import Final
 
+import wsproto.events
 from mitmproxy.connection import Connection, ConnectionState
 from mitmproxy.proxy import commands, events, layer
 from mitmproxy.proxy.layers.websocket import WebsocketConnection, WebsocketLayer
-import wsproto.events
 from wsproto import ConnectionState as WebSocketState
 from wsproto.frame_protocol import FrameProtocol
 
@@ -68,7 +68,11 @@ class _ClosingHandshake:
         """The layer's event handler once the close frames are relayed."""
         if isinstance(event, events.Wakeup):
             self.timed_out = True
-        elif isinstance(event, events.DataReceived) and event.connection in self.pending and event.connection is not self.closed_by:
+        elif (
+            isinstance(event, events.DataReceived)
+            and event.connection in self.pending
+            and event.connection is not self.closed_by
+        ):
             yield from self._read_answer(event.connection, event.data)
         yield from self._close_done()
 

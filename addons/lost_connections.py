@@ -44,7 +44,7 @@ class LostConnections:
 
     def load(self, loader) -> None:
         if WebsocketConnection.send2 is not _send_or_drop:
-            WebsocketConnection.send2 = _send_or_drop  # type: ignore[method-assign]
+            WebsocketConnection.send2 = _send_or_drop  # type: ignore[method-assign,assignment]
             log.debug("lost WebSocket connections are relayed as lost connections")
 
 

@@ -27,6 +27,7 @@ from wsreplay.records import (
     CassetteHeader,
     ConnectionFailure,
     HttpExchange,
+    Side,
     WebSocketClose,
     WebSocketOpen,
 )
@@ -67,9 +68,7 @@ class Recorder:
 
     def load(self, loader) -> None:
         loader.add_option("wsreplay_output", str, "", "Cassette file to record into.")
-        loader.add_option(
-            "wsreplay_overwrite", bool, False, "Replace the cassette file if it already exists."
-        )
+        loader.add_option("wsreplay_overwrite", bool, False, "Replace the cassette file if it already exists.")
         loader.add_option(
             "wsreplay_append", bool, False, "Add to the cassette file if it exists (new episodes of a replay)."
         )
@@ -83,9 +82,7 @@ class Recorder:
             "Replace secrets (auth headers, cookies, key/token/secret/password fields, JWT signatures) "
             "with placeholders before they reach the cassette.",
         )
-        loader.add_option(
-            "wsreplay_redact_headers", Sequence[str], [], "More header names or glob patterns to redact."
-        )
+        loader.add_option("wsreplay_redact_headers", Sequence[str], [], "More header names or glob patterns to redact.")
         loader.add_option(
             "wsreplay_redact_fields", Sequence[str], [], "More JSON field, query or form names (or globs) to redact."
         )
@@ -196,9 +193,12 @@ class Recorder:
             live = self._start_live(flow)
             if live is None:
                 return
+        assert flow.websocket is not None  # a websocket_message hook's flow is a WebSocket's
         messages = flow.websocket.messages
         message = messages[-1]
-        live.recording.add_frame(live.record_id, message.timestamp, message.from_client, message.is_text, message.content)
+        live.recording.add_frame(
+            live.record_id, message.timestamp, message.from_client, message.is_text, message.content
+        )
         del messages[:-1]
         live.frames += 1
         now = time.monotonic()
@@ -219,7 +219,9 @@ class Recorder:
             return
         websocket = flow.websocket
         record_id = recording.id_for(flow.id)
-        closed_by = None if websocket.closed_by_client is None else ("client" if websocket.closed_by_client else "server")
+        closed_by: Side | None = (
+            None if websocket.closed_by_client is None else ("client" if websocket.closed_by_client else "server")
+        )
         ended = recording.offset(websocket.timestamp_end or time.time())
         recording.add(WebSocketClose(record_id, ended, websocket.close_code, websocket.close_reason or "", closed_by))
         websocket.messages.clear()

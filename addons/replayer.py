@@ -128,7 +128,9 @@ class Replayer:
         ):
             mark_replayed(flow)
             flow.response = http.Response.make(
-                403, f"wsreplay: {flow.request.pretty_host} is not a replayed host (--hosts)\n", {"Content-Type": "text/plain"}
+                403,
+                f"wsreplay: {flow.request.pretty_host} is not a replayed host (--hosts)\n",
+                {"Content-Type": "text/plain"},
             )
             return
         live = request_record(flow)

@@ -37,6 +37,7 @@ for entry in (str(ROOT), str(BENCH_DIR)):
         sys.path.insert(0, entry)
 
 from proxyproc import ProxyConfig, ProxyProcess  # noqa: E402
+
 from tests.support.autobahn import CaseResult, EchoServer, find_wstest, missing_wstest_reason, run_fuzzingclient  # noqa: E402
 from tests.support.cli import RunningWsreplay  # noqa: E402
 
@@ -80,7 +81,9 @@ def not_ok(results: dict[str, CaseResult]) -> list[str]:
     return [case_id for case_id, result in results.items() if result.behavior != "OK"]
 
 
-def autobahn_benchmarks(quick: bool, repeats: int, work: Path) -> tuple[list[dict[str, Any]], dict[str, Any], list[str]]:
+def autobahn_benchmarks(
+    quick: bool, repeats: int, work: Path
+) -> tuple[list[dict[str, Any]], dict[str, Any], list[str]]:
     """Figures (as ``run.Figure`` keyword arguments), raw data, and reasons for skipped rows."""
     wstest = find_wstest()
     if wstest is None:
@@ -126,7 +129,9 @@ def autobahn_benchmarks(quick: bool, repeats: int, work: Path) -> tuple[list[dic
                 "live": lambda: fuzz(echo.url, "live"),
             }
             for address in (bare.port, recorder.port):
-                run_fuzzingclient(wstest, f"ws://127.0.0.1:{address}", work / f"autobahn-warmup-{address}", "warm-up", QUICK_CASES)
+                run_fuzzingclient(
+                    wstest, f"ws://127.0.0.1:{address}", work / f"autobahn-warmup-{address}", "warm-up", QUICK_CASES
+                )
             for repeat in range(repeats):
                 _log(f"autobahn: repeat {repeat + 1}/{repeats}")
                 order = ["bare", "recorder", "live", "direct"]
@@ -187,7 +192,9 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a few small case 9 cases, one repeat")
-    parser.add_argument("--repeats", type=int, default=None, help="alternated runs per target (median); default 3, --quick 1")
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="alternated runs per target (median); default 3, --quick 1"
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="wsreplay-autobahn-") as work:
         figures, raw, skipped = autobahn_benchmarks(args.quick, args.repeats or (1 if args.quick else 3), Path(work))

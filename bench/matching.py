@@ -58,11 +58,23 @@ def make_request(index: int, *, shape: str = "mixed", fresh: bool = False) -> Ht
             return HttpRequest("GET", "http", HOST, 80, f"/api/v1/users/{index}", headers=REQUEST_HEADERS)
         case 1:
             return HttpRequest(
-                "POST", "http", HOST, 80, f"/api/v1/threads/{index}/messages", headers=JSON_HEADERS, body=_body(index, fresh)
+                "POST",
+                "http",
+                HOST,
+                80,
+                f"/api/v1/threads/{index}/messages",
+                headers=JSON_HEADERS,
+                body=_body(index, fresh),
             )
         case 2:
             return HttpRequest(
-                "GET", "http", HOST, 80, f"/api/v1/items/{index}", f"include=details&page={index % 7}", headers=REQUEST_HEADERS
+                "GET",
+                "http",
+                HOST,
+                80,
+                f"/api/v1/items/{index}",
+                f"include=details&page={index % 7}",
+                headers=REQUEST_HEADERS,
             )
         case _:
             return HttpRequest(
@@ -167,7 +179,11 @@ def write_vcrpy_cassette(path: Path, count: int, shape: str) -> None:
         for name, value in response.headers:
             headers.setdefault(name, []).append(value)
         responses.append(
-            {"status": {"code": response.status, "message": response.reason}, "headers": headers, "body": {"string": response.body}}
+            {
+                "status": {"code": response.status, "message": response.reason},
+                "headers": headers,
+                "body": {"string": response.body},
+            }
         )
     path.write_text(serialize({"requests": requests, "responses": responses}, yamlserializer))
 
@@ -183,7 +199,9 @@ def prepare_vcrpy(directory: Path, count: int, shape: str, lookups: int, load_re
     write_vcrpy_cassette(path, count, shape)
     match_on = (matchers.method, matchers.scheme, matchers.host, matchers.port, matchers.path, matchers.query)
     load_seconds, load_samples, cassette = _timed_loads(
-        lambda: VcrCassette.load(path=str(path), match_on=match_on, record_mode=RecordMode.NONE, allow_playback_repeats=True),
+        lambda: VcrCassette.load(
+            path=str(path), match_on=match_on, record_mode=RecordMode.NONE, allow_playback_repeats=True
+        ),
         load_repeats,
     )
     if len(cassette) != count:

@@ -17,6 +17,7 @@ flow with mitmproxy's ``io.FlowWriter`` (mitmproxy's own flow file of the sessio
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import os
@@ -139,12 +140,13 @@ def serve(conn: Connection, config: ProxyConfig) -> None:
                     time.sleep(0.005)
                 conn.send(host.run_threadsafe(lambda: probe.ended))
             elif command == "hook_time":
-                conn.send(host.run_threadsafe(lambda: (hook_timer.nanoseconds, hook_timer.calls) if hook_timer else (0, 0)))
+                conn.send(
+                    host.run_threadsafe(lambda: (hook_timer.nanoseconds, hook_timer.calls) if hook_timer else (0, 0))
+                )
             elif command == "collect":
                 conn.send(host.run_threadsafe(gc.collect))
             elif command == "capture":
-                path = args[0]
-                conn.send(host.run_threadsafe(lambda: setattr(probe, "capture_path", path)))
+                conn.send(host.run_threadsafe(functools.partial(setattr, probe, "capture_path", args[0])))
             else:
                 conn.send(("error", f"unknown command {command!r}"))
     finally:

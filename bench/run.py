@@ -55,7 +55,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -319,9 +319,7 @@ async def timed_round_trips(target: Proxied, frames: list[str], count: int) -> R
     return Run(count / seconds, cpu / count, hook / count)
 
 
-async def alternate(
-    repeats: int, runs: dict[str, Callable[[], Awaitable[Any]]]
-) -> dict[str, list[Any]]:
+async def alternate(repeats: int, runs: dict[str, Callable[[], Awaitable[Any]]]) -> dict[str, list[Any]]:
     """Run each named measurement `repeats` times, rotating the order every repeat."""
     names = list(runs)
     results: dict[str, list[Any]] = {name: [] for name in names}
@@ -335,7 +333,9 @@ async def alternate(
 # --- the WebSocket part ----------------------------------------------------------------
 
 
-async def websocket_benchmarks(params: Params, work: Path, figures: list[Figure], raw: dict[str, Any], skipped: list[str]) -> None:
+async def websocket_benchmarks(
+    params: Params, work: Path, figures: list[Figure], raw: dict[str, Any], skipped: list[str]
+) -> None:
     frames = wsload.make_frames(max(params.frames, params.proxy_frames, params.warmup_frames))
     last = {n: frames[n - 1] for n in {params.frames, params.proxy_frames, params.warmup_frames}}
     server = wsload.LoadServer(frames)
@@ -368,9 +368,12 @@ async def websocket_benchmarks(params: Params, work: Path, figures: list[Figure]
         log("starting mitmproxy processes: bare, recorder, recorder with redaction off")
         bare_process = new_proxy("bare")
         recorder_process = new_proxy("recorder", recorded)
-        noredact_process = new_proxy("recorder", work / "recorded-noredact.cassette", "recorder_noredact", wsreplay_redact="false")
+        noredact_process = new_proxy(
+            "recorder", work / "recorded-noredact.cassette", "recorder_noredact", wsreplay_redact="false"
+        )
         started = await asyncio.gather(
-            *(asyncio.to_thread(p.start) for p in (bare_process, recorder_process, noredact_process)), return_exceptions=True
+            *(asyncio.to_thread(p.start) for p in (bare_process, recorder_process, noredact_process)),
+            return_exceptions=True,
         )
         for result in started[:2]:
             if isinstance(result, BaseException):
@@ -456,7 +459,9 @@ async def websocket_benchmarks(params: Params, work: Path, figures: list[Figure]
             "recorder": lambda: timed_burst(recorder, params.proxy_frames, last[params.proxy_frames]),
         }
         if recorder_noredact is not None:
-            runs["recorder_noredact"] = lambda: timed_burst(recorder_noredact, params.proxy_frames, last[params.proxy_frames])
+            runs["recorder_noredact"] = lambda: timed_burst(
+                recorder_noredact, params.proxy_frames, last[params.proxy_frames]
+            )
         if replayer is not None:
             runs["replayer"] = lambda: timed_burst(replayer, params.proxy_frames, last[params.proxy_frames])
         bursts = await alternate(params.proxy_repeats, runs)
@@ -522,41 +527,98 @@ async def websocket_benchmarks(params: Params, work: Path, figures: list[Figure]
         name: ([1 / run.cpu for run in runs["recorder"]], [1 / (run.cpu - run.hook) for run in runs["recorder"]])
         for name, runs in (("burst", bursts), ("round trips", trips))
     }
-    hook_us = {name: [run.hook * 1e6 for run in runs["recorder"]] for name, runs in (("burst", bursts), ("round trips", trips))}
+    hook_us = {
+        name: [run.hook * 1e6 for run in runs["recorder"]] for name, runs in (("burst", bursts), ("round trips", trips))
+    }
     figures += [
-        Figure("physical.burst", f"plain websockets burst ({params.frames:,} frames)", plain_burst, "frames/s", samples=plain["plain"]),
+        Figure(
+            "physical.burst",
+            f"plain websockets burst ({params.frames:,} frames)",
+            plain_burst,
+            "frames/s",
+            samples=plain["plain"],
+        ),
         Figure("physical.round_trip", "plain websockets round trips", plain_rt, "round trips/s", samples=plain_trips),
         Figure(
-            "bare.burst", f"bare mitmproxy burst ({params.proxy_frames:,} frames)", median(fps["bare"]), "frames/s",
-            plain_burst, "plain", samples=fps["bare"],
+            "bare.burst",
+            f"bare mitmproxy burst ({params.proxy_frames:,} frames)",
+            median(fps["bare"]),
+            "frames/s",
+            plain_burst,
+            "plain",
+            samples=fps["bare"],
         ),
         Figure(
-            "recorder.burst", "recorder burst", median(fps["recorder"]), "frames/s", median(fps["bare"]), "bare",
-            "ratio>=0.95", fps["recorder"], fps["bare"], paired=True,
+            "recorder.burst",
+            "recorder burst",
+            median(fps["recorder"]),
+            "frames/s",
+            median(fps["bare"]),
+            "bare",
+            "ratio>=0.95",
+            fps["recorder"],
+            fps["bare"],
+            paired=True,
         ),
         Figure(
-            "recorder.burst_cpu", "recorder burst, per proxy CPU-s", median(cpu["recorder"]), "frames/CPU-s",
-            median(cpu["bare"]), "bare", "ratio>=0.95", cpu["recorder"], cpu["bare"], paired=True,
+            "recorder.burst_cpu",
+            "recorder burst, per proxy CPU-s",
+            median(cpu["recorder"]),
+            "frames/CPU-s",
+            median(cpu["bare"]),
+            "bare",
+            "ratio>=0.95",
+            cpu["recorder"],
+            cpu["bare"],
+            paired=True,
         ),
         Figure(
-            "bare.round_trip", "bare mitmproxy round trips", median(rt["bare"]), "round trips/s", plain_rt, "plain",
+            "bare.round_trip",
+            "bare mitmproxy round trips",
+            median(rt["bare"]),
+            "round trips/s",
+            plain_rt,
+            "plain",
             samples=rt["bare"],
         ),
         Figure(
-            "recorder.round_trip", "recorder round trips", median(rt["recorder"]), "round trips/s", median(rt["bare"]),
-            "bare", "ratio>=0.95", rt["recorder"], rt["bare"], paired=True,
+            "recorder.round_trip",
+            "recorder round trips",
+            median(rt["recorder"]),
+            "round trips/s",
+            median(rt["bare"]),
+            "bare",
+            "ratio>=0.95",
+            rt["recorder"],
+            rt["bare"],
+            paired=True,
         ),
         Figure(
-            "recorder.round_trip_cpu", "recorder round trips, per proxy CPU-s", median(rt_cpu["recorder"]), "rt/CPU-s",
-            median(rt_cpu["bare"]), "bare", "ratio>=0.95", rt_cpu["recorder"], rt_cpu["bare"], paired=True,
+            "recorder.round_trip_cpu",
+            "recorder round trips, per proxy CPU-s",
+            median(rt_cpu["recorder"]),
+            "rt/CPU-s",
+            median(rt_cpu["bare"]),
+            "bare",
+            "ratio>=0.95",
+            rt_cpu["recorder"],
+            rt_cpu["bare"],
+            paired=True,
         ),
     ]
     for name, (with_hook, without_hook) in in_process.items():
         figures.append(
             Figure(
-                f"recorder.{name.replace(' ', '_')}_in_process", f"recorder {name}, in its process: per CPU-s with/without hook",
-                median(with_hook), "/CPU-s", median(without_hook), "same runs less the hook", "ratio>=0.95",
-                with_hook, without_hook, paired=True,
+                f"recorder.{name.replace(' ', '_')}_in_process",
+                f"recorder {name}, in its process: per CPU-s with/without hook",
+                median(with_hook),
+                "/CPU-s",
+                median(without_hook),
+                "same runs less the hook",
+                "ratio>=0.95",
+                with_hook,
+                without_hook,
+                paired=True,
                 note=f"hook {median(hook_us[name]):.1f} µs per {'frame' if name == 'burst' else 'round trip (2 messages)'}; "
                 "mitmproxy's call to one more addon (~1-1.5 µs per message) is not in it",
             )
@@ -564,44 +626,89 @@ async def websocket_benchmarks(params: Params, work: Path, figures: list[Figure]
     if "recorder_noredact" in fps:
         figures += [
             Figure(
-                "recorder.burst_noredact", "recorder burst, redaction off", median(fps["recorder_noredact"]), "frames/s",
-                median(fps["bare"]), "bare", samples=fps["recorder_noredact"], baseline_samples=fps["bare"], paired=True,
+                "recorder.burst_noredact",
+                "recorder burst, redaction off",
+                median(fps["recorder_noredact"]),
+                "frames/s",
+                median(fps["bare"]),
+                "bare",
+                samples=fps["recorder_noredact"],
+                baseline_samples=fps["bare"],
+                paired=True,
             ),
             Figure(
-                "recorder.burst_cpu_noredact", "recorder burst, redaction off, per CPU-s", median(cpu["recorder_noredact"]),
-                "frames/CPU-s", median(cpu["bare"]), "bare", samples=cpu["recorder_noredact"], baseline_samples=cpu["bare"], paired=True,
+                "recorder.burst_cpu_noredact",
+                "recorder burst, redaction off, per CPU-s",
+                median(cpu["recorder_noredact"]),
+                "frames/CPU-s",
+                median(cpu["bare"]),
+                "bare",
+                samples=cpu["recorder_noredact"],
+                baseline_samples=cpu["bare"],
+                paired=True,
             ),
             Figure(
-                "recorder.round_trip_noredact", "recorder round trips, redaction off", median(rt["recorder_noredact"]),
-                "round trips/s", median(rt["bare"]), "bare", samples=rt["recorder_noredact"], baseline_samples=rt["bare"], paired=True,
+                "recorder.round_trip_noredact",
+                "recorder round trips, redaction off",
+                median(rt["recorder_noredact"]),
+                "round trips/s",
+                median(rt["bare"]),
+                "bare",
+                samples=rt["recorder_noredact"],
+                baseline_samples=rt["bare"],
+                paired=True,
             ),
         ]
     if "replayer" in fps:
         figures.append(
             Figure(
-                "replay.proxy_burst", "replay via mitmproxy (Replayer, max)", median(fps["replayer"]), "frames/s",
-                median(fps["bare"]), "bare relaying live", samples=fps["replayer"], baseline_samples=fps["bare"], paired=True,
+                "replay.proxy_burst",
+                "replay via mitmproxy (Replayer, max)",
+                median(fps["replayer"]),
+                "frames/s",
+                median(fps["bare"]),
+                "bare relaying live",
+                samples=fps["replayer"],
+                baseline_samples=fps["bare"],
+                paired=True,
             )
         )
     if "direct" in plain:
         figures.append(
             Figure(
-                "replay.direct_burst", f"replay direct (replay server, {params.frames:,})", median(plain["direct"]),
-                "frames/s", plain_burst, "plain", "ratio>=0.8", plain["direct"], plain["plain"], paired=True,
+                "replay.direct_burst",
+                f"replay direct (replay server, {params.frames:,})",
+                median(plain["direct"]),
+                "frames/s",
+                plain_burst,
+                "plain",
+                "ratio>=0.8",
+                plain["direct"],
+                plain["plain"],
+                paired=True,
             )
         )
     mem_bare, mem_rec = memory["bare"], memory["recorder"]
     grow = {k: (m["rss_after_kb"] - m["rss_before_kb"]) / 1024 for k, m in memory.items()}
     figures += [
         Figure(
-            "recorder.memory", f"recorder RSS growth, {params.frames:,}-frame session", grow["recorder"], "MiB",
-            grow["bare"], "bare growth", "value<30",
+            "recorder.memory",
+            f"recorder RSS growth, {params.frames:,}-frame session",
+            grow["recorder"],
+            "MiB",
+            grow["bare"],
+            "bare growth",
+            "value<30",
             note=f"recorder {mem_rec['rss_before_kb'] / 1024:.0f}->{mem_rec['rss_after_kb'] / 1024:.0f} MiB, "
             f"bare {mem_bare['rss_before_kb'] / 1024:.0f}->{mem_bare['rss_after_kb'] / 1024:.0f} MiB",
         ),
         Figure(
-            "recorder.memory_session_cpu", f"recorder, per proxy CPU-s over {params.frames:,} frames",
-            params.frames / mem_rec["cpu_seconds"], "frames/CPU-s", params.frames / mem_bare["cpu_seconds"], "bare",
+            "recorder.memory_session_cpu",
+            f"recorder, per proxy CPU-s over {params.frames:,} frames",
+            params.frames / mem_rec["cpu_seconds"],
+            "frames/CPU-s",
+            params.frames / mem_bare["cpu_seconds"],
+            "bare",
             note="from the memory sessions (bare and recorder ran concurrently)",
         ),
     ]
@@ -632,18 +739,52 @@ def storage_benchmarks(params: Params, work: Path, figures: list[Figure], raw: d
     jsonl_read = [frames / r["jsonl_read_seconds"] for r in runs]
     per_frame = runs[0]["cassette_bytes_per_frame"]
     figures += [
-        Figure("cassette.write", f"cassette write ({frames:,} frames)", median(write_fps), "frames/s", median(jsonl_write),
-               "JSON lines", samples=write_fps, baseline_samples=jsonl_write),
+        Figure(
+            "cassette.write",
+            f"cassette write ({frames:,} frames)",
+            median(write_fps),
+            "frames/s",
+            median(jsonl_write),
+            "JSON lines",
+            samples=write_fps,
+            baseline_samples=jsonl_write,
+        ),
         Figure("cassette.write_mbs", "cassette write", median(write_mbs), "MB/s", samples=write_mbs),
-        Figure("cassette.read", "cassette read (streaming)", median(read_fps), "frames/s", median(jsonl_read),
-               "JSON lines", samples=read_fps, baseline_samples=jsonl_read),
+        Figure(
+            "cassette.read",
+            "cassette read (streaming)",
+            median(read_fps),
+            "frames/s",
+            median(jsonl_read),
+            "JSON lines",
+            samples=read_fps,
+            baseline_samples=jsonl_read,
+        ),
         Figure("cassette.read_mbs", "cassette read", median(read_mbs), "MB/s", samples=read_mbs),
-        Figure("cassette.read_vs_flow", "cassette read vs mitmproxy flow file", median(read_fps), "frames/s",
-               flow["messages"] / flow["read_seconds"], "mitmproxy FlowReader"),
-        Figure("cassette.size_vs_flow", "cassette size", per_frame, "bytes/frame", flow["bytes_per_message"],
-               "mitmproxy flow file"),
-        Figure("cassette.size_vs_jsonl", "cassette size", per_frame, "bytes/frame", runs[0]["jsonl_bytes_per_frame"],
-               "JSON lines"),
+        Figure(
+            "cassette.read_vs_flow",
+            "cassette read vs mitmproxy flow file",
+            median(read_fps),
+            "frames/s",
+            flow["messages"] / flow["read_seconds"],
+            "mitmproxy FlowReader",
+        ),
+        Figure(
+            "cassette.size_vs_flow",
+            "cassette size",
+            per_frame,
+            "bytes/frame",
+            flow["bytes_per_message"],
+            "mitmproxy flow file",
+        ),
+        Figure(
+            "cassette.size_vs_jsonl",
+            "cassette size",
+            per_frame,
+            "bytes/frame",
+            runs[0]["jsonl_bytes_per_frame"],
+            "JSON lines",
+        ),
     ]
 
 
@@ -678,7 +819,10 @@ def http_benchmarks(params: Params, work: Path, figures: list[Figure], raw: dict
             samples[key].append(prepared[key].per_call(params.http_min_seconds))
     results: dict[str, dict[int, dict[str, Any]]] = {"wsreplay": {}, "one_path": {}, "vcrpy": {}}
     for (kind, size), item in prepared.items():
-        results[kind][size] = item.info | {"match_seconds": median(samples[kind, size]), "match_samples": samples[kind, size]}
+        results[kind][size] = item.info | {
+            "match_seconds": median(samples[kind, size]),
+            "match_samples": samples[kind, size],
+        }
     ours, one_path, theirs = results["wsreplay"], results["one_path"], results["vcrpy"]
     raw["http"] = results
     reference = 1000 if 1000 in ours else max(ours)
@@ -686,40 +830,91 @@ def http_benchmarks(params: Params, work: Path, figures: list[Figure], raw: dict
     load_baseline = theirs.get(reference, {}).get("load_seconds")
     match_baseline = theirs.get(reference, {}).get("match_seconds")
     figures += [
-        Figure("http.load", f"load+index {reference:,} HTTP exchanges", ours[reference]["load_seconds"] * 1000, "ms",
-               None if load_baseline is None else load_baseline * 1000, "vcrpy YAML load"),
-        Figure("http.match", f"match 1 request among {reference:,}", ours[reference]["match_seconds"] * us, "µs",
-               None if match_baseline is None else match_baseline * us, "vcrpy play_response",
-               samples=_us(ours[reference]), baseline_samples=_us(theirs.get(reference)), paired=True),
+        Figure(
+            "http.load",
+            f"load+index {reference:,} HTTP exchanges",
+            ours[reference]["load_seconds"] * 1000,
+            "ms",
+            None if load_baseline is None else load_baseline * 1000,
+            "vcrpy YAML load",
+        ),
+        Figure(
+            "http.match",
+            f"match 1 request among {reference:,}",
+            ours[reference]["match_seconds"] * us,
+            "µs",
+            None if match_baseline is None else match_baseline * us,
+            "vcrpy play_response",
+            samples=_us(ours[reference]),
+            baseline_samples=_us(theirs.get(reference)),
+            paired=True,
+        ),
     ]
     smallest = min(ours)
     for size in sorted(ours):
         if size == smallest:
             figures.append(
-                Figure(f"http.match_{size}", f"match cost, {size:,} exchanges", ours[size]["match_seconds"] * us, "µs",
-                       samples=_us(ours[size]))
+                Figure(
+                    f"http.match_{size}",
+                    f"match cost, {size:,} exchanges",
+                    ours[size]["match_seconds"] * us,
+                    "µs",
+                    samples=_us(ours[size]),
+                )
             )
         else:
             figures.append(
-                Figure(f"http.match_{size}", f"match cost, {size:,} exchanges", ours[size]["match_seconds"] * us, "µs",
-                       ours[smallest]["match_seconds"] * us, f"{smallest:,} exchanges", "ratio<=2",
-                       _us(ours[size]), _us(ours[smallest]), paired=True)
+                Figure(
+                    f"http.match_{size}",
+                    f"match cost, {size:,} exchanges",
+                    ours[size]["match_seconds"] * us,
+                    "µs",
+                    ours[smallest]["match_seconds"] * us,
+                    f"{smallest:,} exchanges",
+                    "ratio<=2",
+                    _us(ours[size]),
+                    _us(ours[smallest]),
+                    paired=True,
+                )
             )
     if len(one_path) >= 2:
         small, large = min(one_path), max(one_path)
         figures += [
-            Figure("http.one_path_match", f"match, {large:,} exchanges on one path (query differs)",
-                   one_path[large]["match_seconds"] * us, "µs", one_path[small]["match_seconds"] * us,
-                   f"{small:,} on one path", "ratio<=2", _us(one_path[large]), _us(one_path[small]), paired=True),
-            Figure("http.one_path_load", f"load+index {large:,} exchanges on one path", one_path[large]["load_seconds"] * 1000,
-                   "ms", one_path[small]["load_seconds"] * 1000, f"{small:,} on one path"),
+            Figure(
+                "http.one_path_match",
+                f"match, {large:,} exchanges on one path (query differs)",
+                one_path[large]["match_seconds"] * us,
+                "µs",
+                one_path[small]["match_seconds"] * us,
+                f"{small:,} on one path",
+                "ratio<=2",
+                _us(one_path[large]),
+                _us(one_path[small]),
+                paired=True,
+            ),
+            Figure(
+                "http.one_path_load",
+                f"load+index {large:,} exchanges on one path",
+                one_path[large]["load_seconds"] * 1000,
+                "ms",
+                one_path[small]["load_seconds"] * 1000,
+                f"{small:,} on one path",
+            ),
         ]
     if len(theirs) >= 2:
         small, large = min(theirs), max(theirs)
         figures.append(
-            Figure("http.vcrpy_growth", f"vcrpy match cost, {large:,} exchanges", theirs[large]["match_seconds"] * us, "µs",
-                   theirs[small]["match_seconds"] * us, f"vcrpy, {small:,}", samples=_us(theirs[large]),
-                   baseline_samples=_us(theirs[small]), paired=True)
+            Figure(
+                "http.vcrpy_growth",
+                f"vcrpy match cost, {large:,} exchanges",
+                theirs[large]["match_seconds"] * us,
+                "µs",
+                theirs[small]["match_seconds"] * us,
+                f"vcrpy, {small:,}",
+                samples=_us(theirs[large]),
+                baseline_samples=_us(theirs[small]),
+                paired=True,
+            )
         )
 
 
@@ -794,17 +989,30 @@ SETUP = {
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--frames", type=int, default=None, help="frames of the long sessions (memory, plain, direct, storage); default 100000, --quick 1000")
-    parser.add_argument("--proxy-frames", type=int, default=None, help="frames per proxied burst run; default min(frames, 2000)")
-    parser.add_argument("--round-trips", type=int, default=None, help="round trips per proxied run; default min(frames, 500)")
+    parser.add_argument(
+        "--frames",
+        type=int,
+        default=None,
+        help="frames of the long sessions (memory, plain, direct, storage); default 100000, --quick 1000",
+    )
+    parser.add_argument(
+        "--proxy-frames", type=int, default=None, help="frames per proxied burst run; default min(frames, 2000)"
+    )
+    parser.add_argument(
+        "--round-trips", type=int, default=None, help="round trips per proxied run; default min(frames, 500)"
+    )
     parser.add_argument("--repeats", type=int, default=None, help="runs per measurement (median); default 5, --quick 3")
     parser.add_argument(
         "--proxy-repeats", type=int, default=None, help="proxied burst runs per proxy (median); default 9, --quick 3"
     )
     parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
     parser.add_argument("--no-vcrpy", action="store_true", help="skip the vcrpy rows")
-    parser.add_argument("--no-autobahn", action="store_true", help="skip the Autobahn case 9 rows (bench/autobahn_bench.py)")
-    parser.add_argument("--output", type=Path, default=None, help="JSON file (default bench/results/bench-<time>-py<ver>.json)")
+    parser.add_argument(
+        "--no-autobahn", action="store_true", help="skip the Autobahn case 9 rows (bench/autobahn_bench.py)"
+    )
+    parser.add_argument(
+        "--output", type=Path, default=None, help="JSON file (default bench/results/bench-<time>-py<ver>.json)"
+    )
     args = parser.parse_args(argv)
     for name in ("repeats", "proxy_repeats"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
@@ -849,7 +1057,9 @@ def main(argv: list[str] | None = None) -> int:
     raw: dict[str, Any] = {}
     skipped: list[str] = []
     env = environment()
-    log(f"wsreplay bench: Python {env['python']}, mitmproxy {env['mitmproxy']}, {env['cpus']} CPUs, load {env['loadavg_at_start'][0]:.1f}")
+    log(
+        f"wsreplay bench: Python {env['python']}, mitmproxy {env['mitmproxy']}, {env['cpus']} CPUs, load {env['loadavg_at_start'][0]:.1f}"
+    )
     work = Path(tempfile.mkdtemp(prefix="wsreplay-bench-"))
     try:
         asyncio.run(websocket_benchmarks(params, work, figures, raw, skipped))
@@ -868,19 +1078,32 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
     duration = time.perf_counter() - started
     order = [
-        "physical.", "bare.", "recorder.burst", "recorder.round", "recorder.memory", "replay.", "cassette.", "http.",
+        "physical.",
+        "bare.",
+        "recorder.burst",
+        "recorder.round",
+        "recorder.memory",
+        "replay.",
+        "cassette.",
+        "http.",
         "autobahn.",
     ]
     figures.sort(key=lambda f: next((i for i, p in enumerate(order) if f.key.startswith(p)), len(order)))
 
     print()
-    print(f"wsreplay benchmark — Python {env['python']}, mitmproxy {env['mitmproxy']}, websockets {env['websockets']}, "
-          f"{env['cpus']} CPUs, load avg at start {env['loadavg_at_start'][0]:.1f}, {duration:.0f} s")
-    print(f"frames: long sessions {params.frames:,}, proxied bursts {params.proxy_frames:,} x {params.proxy_repeats}, "
-          f"proxied round trips {params.round_trips:,} x {params.repeats}, other repeats {params.repeats}; "
-          "proxies in their own processes")
-    print("values are medians; ratio* = median of per-repeat ratios of runs alternated in time (can differ from "
-          "value/baseline when runs are noisy)")
+    print(
+        f"wsreplay benchmark — Python {env['python']}, mitmproxy {env['mitmproxy']}, websockets {env['websockets']}, "
+        f"{env['cpus']} CPUs, load avg at start {env['loadavg_at_start'][0]:.1f}, {duration:.0f} s"
+    )
+    print(
+        f"frames: long sessions {params.frames:,}, proxied bursts {params.proxy_frames:,} x {params.proxy_repeats}, "
+        f"proxied round trips {params.round_trips:,} x {params.repeats}, other repeats {params.repeats}; "
+        "proxies in their own processes"
+    )
+    print(
+        "values are medians; ratio* = median of per-repeat ratios of runs alternated in time (can differ from "
+        "value/baseline when runs are noisy)"
+    )
     print()
     print_table(figures)
     notes = [f for f in figures if f.note]
@@ -896,7 +1119,7 @@ def main(argv: list[str] | None = None) -> int:
     output.parent.mkdir(parents=True, exist_ok=True)
     document = {
         "benchmark": "wsreplay",
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": [sys.executable, *sys.argv],
         "duration_seconds": duration,
         "environment": env | {"loadavg_at_end": os.getloadavg()},

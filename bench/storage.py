@@ -18,7 +18,11 @@ def connection_records(cassette_path: Path, query: str) -> list[Record]:
     """The records of the first WebSocket connection whose upgrade had `query` (``n=100000``)."""
     records = load_cassette(cassette_path).records
     wanted = next(
-        (r.id for r in records if isinstance(r, WebSocketOpen) and r.request.path == "/burst" and r.request.query == query),
+        (
+            r.id
+            for r in records
+            if isinstance(r, WebSocketOpen) and r.request.path == "/burst" and r.request.query == query
+        ),
         None,
     )
     if wanted is None:

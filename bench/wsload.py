@@ -83,9 +83,7 @@ def _server_options() -> dict[str, object]:
     return {"compression": None, "ping_interval": None, "max_size": None}
 
 
-async def burst(
-    base_url: str, count: int, expected_last: str, at_end: Callable[[], object] | None = None
-) -> float:
+async def burst(base_url: str, count: int, expected_last: str, at_end: Callable[[], object] | None = None) -> float:
     """Ask for `count` frames, receive them all; return the seconds it took.
 
     `at_end` runs (in a thread) after the last frame arrived, before closing: the

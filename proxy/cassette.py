@@ -341,8 +341,7 @@ class CassetteReader:
             self._unpacker.feed(chunk)
         except msgpack.BufferFull:
             raise CorruptRecordError(
-                f"{self.name}: the record at byte {offset} is larger than "
-                f"{MAX_RECORD_BYTES} bytes; the file is corrupt"
+                f"{self.name}: the record at byte {offset} is larger than {MAX_RECORD_BYTES} bytes; the file is corrupt"
             ) from None
         return True
 
@@ -362,8 +361,7 @@ class CassetteReader:
                 raise CorruptRecordError(f"{self.name}: corrupt record at byte {offset}: {exc}") from None
             except (ValueError, msgpack.UnpackException, RecursionError, MemoryError) as exc:
                 raise CorruptRecordError(
-                    f"{self.name}: corrupt data at byte {offset} ({_describe(exc)}); "
-                    "the records before it are intact"
+                    f"{self.name}: corrupt data at byte {offset} ({_describe(exc)}); the records before it are intact"
                 ) from None
 
     def __iter__(self) -> Iterator[Record]:
@@ -530,7 +528,9 @@ class CassetteWriter:
 
 
 def _too_large(size: int) -> CassetteError:
-    return CassetteError(f"a record of {size} bytes exceeds the cassette limit of {MAX_RECORD_BYTES} bytes; not written")
+    return CassetteError(
+        f"a record of {size} bytes exceeds the cassette limit of {MAX_RECORD_BYTES} bytes; not written"
+    )
 
 
 def _write_rest(fd: int, data: bytes, written: int) -> None:

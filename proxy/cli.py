@@ -11,7 +11,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 import click
 
@@ -139,9 +139,9 @@ def announce_environment(proxy_host: ProxyHost, host: str, port: int, mode: str,
     return environment
 
 
-def mitmproxy_set_options(specs: tuple[str, ...]) -> dict[str, str | list[str]]:
+def mitmproxy_set_options(specs: tuple[str, ...]) -> dict[str, str | Sequence[str]]:
     """`--set NAME=VALUE` pairs; a name given twice becomes a list, as mitmdump does."""
-    options: dict[str, str | list[str]] = {}
+    options: dict[str, str | Sequence[str]] = {}
     for spec in specs:
         name, sep, value = spec.partition("=")
         if not sep or not name:
@@ -182,8 +182,12 @@ def proxy_command_options(verb: str) -> list[Callable]:
                 else "everything else is refused (nothing is ever forwarded)."
             ),
         ),
-        click.option("--set", "set_options", multiple=True, metavar="NAME=VALUE", help="A mitmproxy option, as mitmdump --set."),
-        click.option("-s", "--script", "scripts", multiple=True, metavar="SCRIPT", help="Load a mitmproxy addon script."),
+        click.option(
+            "--set", "set_options", multiple=True, metavar="NAME=VALUE", help="A mitmproxy option, as mitmdump --set."
+        ),
+        click.option(
+            "-s", "--script", "scripts", multiple=True, metavar="SCRIPT", help="Load a mitmproxy addon script."
+        ),
         click.argument("command", nargs=-1, type=click.UNPROCESSED),
     ]
 
@@ -194,8 +198,8 @@ def proxy_settings(
     confdir: Path | None,
     set_options: tuple[str, ...],
     scripts: tuple[str, ...],
-    wsreplay_options: dict[str, str | list[str]],
-    **settings: object,
+    wsreplay_options: dict[str, str | Sequence[str]],
+    **settings: Any,
 ) -> ProxySettings:
     from wsreplay.mitm import ProxySettings
 
@@ -228,8 +232,15 @@ def serve_proxy(
 
 
 redaction_options = [
-    click.option("--redact-header", multiple=True, metavar="NAME|GLOB", help="Another header to treat as secret (repeatable)."),
-    click.option("--redact-field", multiple=True, metavar="NAME|GLOB", help="Another JSON, query or form field to treat as secret (repeatable)."),
+    click.option(
+        "--redact-header", multiple=True, metavar="NAME|GLOB", help="Another header to treat as secret (repeatable)."
+    ),
+    click.option(
+        "--redact-field",
+        multiple=True,
+        metavar="NAME|GLOB",
+        help="Another JSON, query or form field to treat as secret (repeatable).",
+    ),
 ]
 
 
@@ -255,12 +266,18 @@ def main() -> None:
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
-@click.option("--upstream", metavar="URL", help="Server to record (http, https, ws or wss URL). Needed in reverse mode.")
-@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Cassette to write.")
+@click.option(
+    "--upstream", metavar="URL", help="Server to record (http, https, ws or wss URL). Needed in reverse mode."
+)
+@click.option(
+    "--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Cassette to write."
+)
 @click.option("--overwrite", is_flag=True, help="Replace the output cassette if it exists.")
 @click.option("--meta", multiple=True, metavar="KEY=VALUE", help="Stored in the cassette header (repeatable).")
 @click.option("--insecure", is_flag=True, help="Do not verify the upstream's TLS certificate.")
-@click.option("--upstream-ca", type=click.Path(exists=True, dir_okay=False), help="CA file the upstream's certificate chains to.")
+@click.option(
+    "--upstream-ca", type=click.Path(exists=True, dir_okay=False), help="CA file the upstream's certificate chains to."
+)
 @click.option(
     "--resolve",
     multiple=True,
@@ -308,7 +325,7 @@ def record(
     metadata = dict(_parse_meta(item) for item in meta)
     if output.exists() and not overwrite:
         fail(f"{output} already exists; pass --overwrite to replace it or choose another --output")
-    wsreplay_options: dict[str, str | list[str]] = {
+    wsreplay_options: dict[str, str | Sequence[str]] = {
         "wsreplay_output": str(output),
         "wsreplay_overwrite": "true" if overwrite else "false",
         "wsreplay_metadata": json.dumps(metadata),
@@ -351,7 +368,10 @@ def _parse_meta(item: str) -> tuple[str, str]:
 @click.argument("cassette", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event, for scripts.")
 @click.option(
-    "--html", "html_output", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+    "--html",
+    "html_output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
     help="Write a self-contained HTML report (timeline, frames, closes, exchanges) to FILE instead.",
 )
 def show(cassette: Path, as_json: bool, html_output: Path | None) -> None:
@@ -416,7 +436,9 @@ def sample_server(
         drop_events=frozenset(drop_events),
         event_interval=event_interval,
     )
-    click.echo(f"wsreplay: sample staging server on http://{listen[0]}:{listen[1]} (ws at /ws); Ctrl-C to stop", err=True)
+    click.echo(
+        f"wsreplay: sample staging server on http://{listen[0]}:{listen[1]} (ws at /ws); Ctrl-C to stop", err=True
+    )
     try:
         asyncio.run(serve_forever(listen[0], listen[1], config))
     except KeyboardInterrupt:
@@ -446,9 +468,12 @@ def _load(path: Path) -> Cassette:
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--overwrite", is_flag=True, help="Replace the output if it exists.")
 @with_options(redaction_options)
-def redact(source: Path, output: Path, overwrite: bool, redact_header: tuple[str, ...], redact_field: tuple[str, ...]) -> None:
+def redact(
+    source: Path, output: Path, overwrite: bool, redact_header: tuple[str, ...], redact_field: tuple[str, ...]
+) -> None:
     """Write a copy of a cassette with its secrets replaced by placeholders."""
     from wsreplay.cassette import write_cassette
+    from wsreplay.records import Annotation
     from wsreplay.redaction import redact_cassette
 
     cassette = _load(source)
@@ -458,7 +483,11 @@ def redact(source: Path, output: Path, overwrite: bool, redact_header: tuple[str
     except CassetteError as exc:
         fail(f"{exc} (pass --overwrite to replace it)" if "exists" in str(exc) else str(exc))
     summary = redacted.records[-1]
-    count = sum(entry["count"] for entry in summary.data.get("redactions", [])) if summary.id == 0 else 0
+    count = (
+        sum(entry["count"] for entry in summary.data.get("redactions", []))
+        if isinstance(summary, Annotation) and summary.id == 0
+        else 0
+    )
     click.echo(f"wsreplay: wrote {output} ({count} values redacted)", err=True)
 
 
@@ -490,9 +519,14 @@ def replay_mode_spec(mode: str, upstream: str | None, cassette: Cassette) -> str
 
 @main.command(context_settings={"ignore_unknown_options": True})
 @click.argument("cassette", type=click.Path(path_type=Path))
-@click.option("--upstream", metavar="URL", help="Upstream the proxy poses as in reverse mode (default: the recorded one).")
 @click.option(
-    "--speed", default="1", show_default=True, help="1 keeps the recorded waits and gaps, N divides them, max answers at once."
+    "--upstream", metavar="URL", help="Upstream the proxy poses as in reverse mode (default: the recorded one)."
+)
+@click.option(
+    "--speed",
+    default="1",
+    show_default=True,
+    help="1 keeps the recorded waits and gaps, N divides them, max answers at once.",
 )
 @click.option(
     "--on-mismatch",
@@ -501,7 +535,9 @@ def replay_mode_spec(mode: str, upstream: str | None, cassette: Cassette) -> str
     show_default=True,
     help="A client frame unlike the recording: warn and go on, or fail (close with a 4000-range code).",
 )
-@click.option("--ignore", multiple=True, metavar="KEY|PATH", help="JSON key or path ignored when matching (repeatable).")
+@click.option(
+    "--ignore", multiple=True, metavar="KEY|PATH", help="JSON key or path ignored when matching (repeatable)."
+)
 @click.option("--strict", is_flag=True, help="Exit 1 if anything was unmatched or a recorded interaction went unused.")
 @click.option("--direct", is_flag=True, help="Serve clients that connect straight to the replay server, no mitmproxy.")
 @with_options(proxy_command_options("replay"))
@@ -509,7 +545,7 @@ def replay(
     cassette: Path,
     upstream: str | None,
     speed: str,
-    on_mismatch: str,
+    on_mismatch: Literal["warn", "fail"],
     ignore: tuple[str, ...],
     strict: bool,
     direct: bool,
@@ -540,11 +576,12 @@ def replay(
             raise click.UsageError(
                 "--direct serves clients that connect straight to it: no regular mode, command, --hosts, --set or -s"
             )
-        report = asyncio.run(_replay_direct(loaded, listen, speed, on_mismatch, ignore))
-        click.echo(report.format(), err=True)
+        direct_report = asyncio.run(_replay_direct(loaded, listen, speed, on_mismatch, ignore))
+        click.echo(direct_report.format(), err=True)
+        report: ReplayReport | None = direct_report
         status = 0
     else:
-        wsreplay_options: dict[str, str | list[str]] = {
+        wsreplay_options: dict[str, str | Sequence[str]] = {
             "wsreplay_cassette": str(cassette),
             "wsreplay_speed": speed,
             "wsreplay_on_mismatch": on_mismatch,
@@ -569,7 +606,11 @@ def replay(
 
 
 async def _replay_direct(
-    cassette: Cassette, listen: tuple[str, int], speed: str, on_mismatch: str, ignore: tuple[str, ...]
+    cassette: Cassette,
+    listen: tuple[str, int],
+    speed: str,
+    on_mismatch: Literal["warn", "fail"],
+    ignore: tuple[str, ...],
 ) -> ReplayReport:
     from wsreplay.replay import ReplayOptions, ReplaySession, parse_speed
     from wsreplay.replay_server import ReplayServer
@@ -594,7 +635,11 @@ async def _replay_direct(
 
 @main.command()
 @click.option(
-    "--output", "-o", default="wsreplay-demo.cassette", show_default=True, type=click.Path(dir_okay=False, path_type=Path)
+    "--output",
+    "-o",
+    default="wsreplay-demo.cassette",
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
 )
 @click.option("--confdir", type=click.Path(file_okay=False, path_type=Path), help="mitmproxy's directory for its CA.")
 def demo(output: Path, confdir: Path | None) -> None:
@@ -635,12 +680,17 @@ def demo(output: Path, confdir: Path | None) -> None:
 @click.argument("before", type=click.Path(path_type=Path))
 @click.argument("after", type=click.Path(path_type=Path))
 @click.option("--key", metavar="PATH", help="Dotted JSON path naming a frame's event (default: type, or nested event).")
-@click.option("--threshold", type=float, default=1.0, show_default=True, help="Seconds of timing change worth reporting.")
+@click.option(
+    "--threshold", type=float, default=1.0, show_default=True, help="Seconds of timing change worth reporting."
+)
 @click.option("--no-timing", is_flag=True, help="Do not compare timing at all.")
 @click.option("--with-heartbeats", is_flag=True, help="Also compare ping/pong/heartbeat frames (their count varies).")
 @click.option("--json", "as_json", is_flag=True, help="Print the changes as JSON.")
 @click.option(
-    "--html", "html_output", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+    "--html",
+    "html_output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
     help="Also write both cassettes side by side, the changes marked, as a self-contained HTML file.",
 )
 def diff(
@@ -700,7 +750,9 @@ def verify(cassette: Path, expect: str | None, key: str | None, as_json: bool) -
 @main.command()
 @click.argument("cassette", type=click.Path(path_type=Path))
 @click.option("--format", "output_format", type=click.Choice(["har", "json"]), default="har", show_default=True)
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="File to write (default: stdout).")
+@click.option(
+    "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="File to write (default: stdout)."
+)
 def export(cassette: Path, output_format: str, output: Path | None) -> None:
     """Write a cassette as HAR 1.2 (WebSocket frames in Chrome's _webSocketMessages) or as JSON."""
     from wsreplay.har import cassette_as_json, cassette_to_har
@@ -738,9 +790,25 @@ def import_(source: Path, output: Path, overwrite: bool) -> None:
 
 
 @main.command()
-@click.option("--proxy", "proxy_address", default="127.0.0.1:8080", show_default=True, callback=parse_listen, metavar="HOST:PORT", help="Where the proxy listens (its --listen).")
-@click.option("--confdir", type=click.Path(file_okay=False, path_type=Path), help="mitmproxy's directory for its CA (created if missing).")
-@click.option("--shell", is_flag=True, help="Print `export NAME=VALUE` lines for `eval`; default NAME=VALUE lines (for $GITHUB_ENV).")
+@click.option(
+    "--proxy",
+    "proxy_address",
+    default="127.0.0.1:8080",
+    show_default=True,
+    callback=parse_listen,
+    metavar="HOST:PORT",
+    help="Where the proxy listens (its --listen).",
+)
+@click.option(
+    "--confdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="mitmproxy's directory for its CA (created if missing).",
+)
+@click.option(
+    "--shell",
+    is_flag=True,
+    help="Print `export NAME=VALUE` lines for `eval`; default NAME=VALUE lines (for $GITHUB_ENV).",
+)
 def env(proxy_address: tuple[str, int], confdir: Path | None, shell: bool) -> None:
     """Print the environment that makes clients use a regular-mode proxy and trust its CA.
 

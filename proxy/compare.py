@@ -238,9 +238,15 @@ def diff_records(a: Sequence[Record], b: Sequence[Record], options: DiffOptions 
     """Everything that changed from recording `a` to recording `b`."""
     changes: list[Change] = []
     for where, left, right in paired_exchanges(a, b):
-        changes += _unpaired(where, left, right) or _exchange_changes(where, left, right, options)
+        if left is None or right is None:
+            changes += _unpaired(where, left, right)
+        else:
+            changes += _exchange_changes(where, left, right, options)
     for where, left_conn, right_conn in paired_connections(a, b):
-        changes += _unpaired(where, left_conn, right_conn) or _connection_changes(where, left_conn, right_conn, options)
+        if left_conn is None or right_conn is None:
+            changes += _unpaired(where, left_conn, right_conn)
+        else:
+            changes += _connection_changes(where, left_conn, right_conn, options)
     return Diff(tuple(changes))
 
 

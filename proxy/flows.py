@@ -8,7 +8,6 @@ from mitmproxy import http
 
 from wsreplay.records import Headers, HttpRequest, HttpResponse
 
-
 REPLAYED_MARK = "wsreplay_replayed"
 """flow.metadata key set on flows the replay answered, so a recorder running alongside skips them."""
 

@@ -296,7 +296,7 @@ def har_to_cassette(har: Any, name: str = "HAR") -> Cassette:
         _epoch(_get(entry, "startedDateTime", str, f"{name} entry {n}"), f"{name} entry {n}")
         for n, entry in enumerate(entries, 1)
     ]
-    saved = log.get("_wsreplay") if isinstance(log.get("_wsreplay"), dict) else {}
+    saved = _object(log.get("_wsreplay"))
     if not entries and "header" not in saved:
         raise HarError(f"{name} log has no entries: there is nothing to import")
     header = _header(saved, log, min(starts, default=0.0), name)
@@ -305,7 +305,9 @@ def har_to_cassette(har: Any, name: str = "HAR") -> Cassette:
     closes_added = 0
     for number, (entry, start) in enumerate(zip(entries, starts, strict=True), 1):
         made = _entry_records(entry, number, start - origin, origin, f"{name} entry {number}")
-        closes_added += not isinstance(entry.get("_webSocketClose"), dict) and any(isinstance(record, WebSocketClose) for record in made)
+        closes_added += not isinstance(entry.get("_webSocketClose"), dict) and any(
+            isinstance(record, WebSocketClose) for record in made
+        )
         records += made
     records = in_recording_order(records + _loose_records(saved, len(entries)))
     if closes_added:
@@ -333,13 +335,18 @@ def import_notes(cassette: Cassette) -> list[str]:
     ]
 
 
+def _object(value: Any) -> dict[str, Any]:
+    """A HAR member that should be an object, or an empty one when it is missing or not an object."""
+    return value if isinstance(value, dict) else {}
+
+
 def _header(saved: dict[str, Any], log: dict[str, Any], first_start: float, name: str) -> CassetteHeader:
     if isinstance(saved.get("header"), dict):
         try:
             return replace(decode_header(saved["header"]), version=FORMAT_VERSION)
         except CassetteError as exc:
             raise HarError(f"{name}: the wsreplay header it carries is invalid: {exc}") from None
-    creator = log.get("creator") if isinstance(log.get("creator"), dict) else {}
+    creator = _object(log.get("creator"))
     made_by = " ".join(str(creator[k]) for k in ("name", "version") if k in creator)
     return CassetteHeader(
         created=first_start,
@@ -426,7 +433,7 @@ def _request(har: dict[str, Any], where: str) -> HttpRequest:
     if scheme is None or not parts.netloc:
         raise HarError(f"{where}: request URL {url!r} is not an http, https, ws or wss URL")
     host, port = _host_port(parts.netloc, scheme, where)
-    post = har.get("postData") if isinstance(har.get("postData"), dict) else {}
+    post = _object(har.get("postData"))
     return HttpRequest(
         method=_get(har, "method", str, f"{where} request"),
         scheme=scheme,
@@ -467,7 +474,7 @@ def _response(har: dict[str, Any], where: str) -> HttpResponse | None:
     status = _get(har, "status", int, f"{where} response")
     if status == 0:
         return None
-    content = har.get("content") if isinstance(har.get("content"), dict) else {}
+    content = _object(har.get("content"))
     headers = _headers(har.get("headers", []), f"{where} response")
     if "_wsreplayEncoded" in content:
         body = _body(content["_wsreplayEncoded"], "base64")
@@ -476,7 +483,7 @@ def _response(har: dict[str, Any], where: str) -> HttpResponse | None:
         headers = _plain_body_headers(headers, body)
     return HttpResponse(
         status=status,
-        reason=har.get("statusText") if isinstance(har.get("statusText"), str) else "",
+        reason=status_text if isinstance(status_text := har.get("statusText"), str) else "",
         http_version=_http_version(har.get("httpVersion")),
         headers=headers,
         body=body,
@@ -534,9 +541,7 @@ def _frame(message: dict[str, Any], record_id: int, time: float, where: str) -> 
     return WebSocketFrame(record_id, time, direction == "send", opcode == OPCODE_TEXT, payload)
 
 
-def _close(
-    entry: dict[str, Any], record_id: int, origin: float, end: float, *, ended_by_failure: bool
-) -> list[Record]:
+def _close(entry: dict[str, Any], record_id: int, origin: float, end: float, *, ended_by_failure: bool) -> list[Record]:
     """The close wsreplay keeps in ``_webSocketClose`` (at `end` when it has no time).
 
     Browsers' and Playwright's HARs record no close at all: an accepted connection that
@@ -546,7 +551,11 @@ def _close(
     close = entry.get("_webSocketClose")
     if not isinstance(close, dict):
         accepted = entry["response"].get("status") == 101
-        return [] if ended_by_failure or not accepted else [WebSocketClose(record_id, end, 1000, ADDED_CLOSE_REASON, "server")]
+        return (
+            []
+            if ended_by_failure or not accepted
+            else [WebSocketClose(record_id, end, 1000, ADDED_CLOSE_REASON, "server")]
+        )
     closed_by = close.get("closedBy") if close.get("closedBy") in ("client", "server") else None
     code = close.get("code") if isinstance(close.get("code"), int) else None
     moment = close.get("time")

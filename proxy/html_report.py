@@ -73,11 +73,11 @@ def content_view(data: bytes, is_text: bool) -> dict[str, Any]:
         return {"format": "binary", "size": len(data), "content": hex_dump(shown), "omitted": len(data) - len(shown)}
     text = data.decode("utf-8", errors="replace")
     try:
-        content, kind = json.dumps(json.loads(text), indent=2, ensure_ascii=False), "json"
+        shown_text, kind = json.dumps(json.loads(text), indent=2, ensure_ascii=False), "json"
     except (ValueError, RecursionError):
-        content, kind = text, "text"
-    shown = content[:MAX_SHOWN_CHARACTERS]
-    return {"format": kind, "size": len(data), "content": shown, "omitted": len(content) - len(shown)}
+        shown_text, kind = text, "text"
+    shown_part = shown_text[:MAX_SHOWN_CHARACTERS]
+    return {"format": kind, "size": len(data), "content": shown_part, "omitted": len(shown_text) - len(shown_part)}
 
 
 def body_view(body: bytes) -> dict[str, Any]:
@@ -169,7 +169,7 @@ class ReportBuilder:
                 self.notes.append({"time": record.time, "data": record.data})
             case ConnectionFailure() if lane is None:
                 self.errors.append({"time": record.time, "message": record.message})
-            case ConnectionFailure():
+            case ConnectionFailure() if lane is not None:
                 self._append(lane, {"type": "error", "time": record.time, "message": record.message})
                 lane["failure"] = True
             case WebSocketFrame() if lane is not None:
@@ -277,9 +277,13 @@ def _mark_events(
     """Mark the frames a change names (missing in B: marked in A; extra in B: marked in B) and changed closes."""
     for change in changes:
         if change.kind == "missing_events" and connection_a and lane_a:
-            _mark_frames(connection_a, lane_a, change.detail["side"], Counter(change.detail["events"]), "missing", options)
+            _mark_frames(
+                connection_a, lane_a, change.detail["side"], Counter(change.detail["events"]), "missing", options
+            )
         elif change.kind == "extra_events" and connection_b and lane_b:
-            _mark_frames(connection_b, lane_b, change.detail["side"], Counter(change.detail["events"]), "extra", options)
+            _mark_frames(
+                connection_b, lane_b, change.detail["side"], Counter(change.detail["events"]), "extra", options
+            )
         elif change.kind == "close":
             for lane in (lane_a, lane_b):
                 for event in lane["events"] if lane else []:
@@ -325,7 +329,7 @@ def render_page(data: dict[str, Any], title: str) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         '<link rel="icon" href="data:,">\n'
         f"<title>{html.escape(title)}</title>\n<style>\n{style}</style>\n</head>\n<body>\n"
-        '<noscript>This report needs JavaScript to draw its timeline.</noscript>\n'
+        "<noscript>This report needs JavaScript to draw its timeline.</noscript>\n"
         '<main id="report"></main>\n'
         f'<script type="application/json" id="wsreplay-data">{script_json(data)}</script>\n'
         f"<script>\n{script}</script>\n</body>\n</html>\n"

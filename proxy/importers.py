@@ -27,6 +27,7 @@ from wsreplay.records import (
     ConnectionFailure,
     HttpExchange,
     Record,
+    Side,
     WebSocketClose,
     WebSocketFrame,
     WebSocketOpen,
@@ -152,7 +153,9 @@ def _websocket_records(flow: http.HTTPFlow, record_id: int, origin: float) -> li
     ]
     if websocket.timestamp_end is None and websocket.close_code is None:
         return records
-    closed_by = None if websocket.closed_by_client is None else ("client" if websocket.closed_by_client else "server")
+    closed_by: Side | None = (
+        None if websocket.closed_by_client is None else ("client" if websocket.closed_by_client else "server")
+    )
     ended = websocket.timestamp_end or (websocket.messages[-1].timestamp if websocket.messages else origin)
     records.append(
         WebSocketClose(record_id, _offset(ended, origin), websocket.close_code, websocket.close_reason or "", closed_by)

@@ -199,7 +199,7 @@ def _parse_segment(match: re.Match[str]) -> PathSegment:
 def _path_matches(pattern: tuple[PathSegment, ...], path: tuple[PathSegment, ...]) -> bool:
     if len(pattern) != len(path):
         return False
-    return all(want == "*" or want == got for want, got in zip(pattern, path))
+    return all(want == "*" or want == got for want, got in zip(pattern, path, strict=True))
 
 
 NO_IGNORE: Final = Ignore()

@@ -25,10 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, TypeVar
 
-from mitmproxy import exceptions, master, options, optmanager
+from mitmproxy import exceptions, options, optmanager
 from mitmproxy.addons import default_addons
 from mitmproxy.addons.proxyserver import Proxyserver
 from mitmproxy.connection import Client
+from mitmproxy.master import Master
 from mitmproxy.proxy import mode_specs
 from mitmproxy.proxy.mode_servers import ServerInstance
 
@@ -177,7 +178,7 @@ class ProxyHost:
     def __init__(self, settings: ProxySettings, addons: Sequence[object]) -> None:
         self.settings = settings
         self.addons = list(addons)
-        self._master: master.Master | None = None
+        self._master: Master | None = None
         self._run_task: asyncio.Task[None] | None = None
         self._tracker = _ConnectionTracker()
         self._thread: threading.Thread | None = None
@@ -186,7 +187,7 @@ class ProxyHost:
         self._thread_stopped: concurrent.futures.Future[None] | None = None
 
     @property
-    def master(self) -> master.Master:
+    def master(self) -> Master:
         if self._master is None:
             raise RuntimeError("the proxy is not running")
         return self._master
@@ -294,9 +295,7 @@ class ProxyHost:
     def _claim_process(self) -> None:
         with ProxyHost._active_lock:
             if ProxyHost._active is not None:
-                raise ProxyStartError(
-                    "another wsreplay proxy is already running in this process"
-                )
+                raise ProxyStartError("another wsreplay proxy is already running in this process")
             ProxyHost._active = self
 
     def _release_process(self) -> None:
@@ -304,8 +303,8 @@ class ProxyHost:
             if ProxyHost._active is self:
                 ProxyHost._active = None
 
-    def _build_master(self) -> master.Master:
-        m = master.Master(options.Options(), event_loop=asyncio.get_running_loop())
+    def _build_master(self) -> Master:
+        m = Master(options.Options(), event_loop=asyncio.get_running_loop())
         # Only feeds the deprecated `add_log` hook; as a root handler it would also
         # swallow records that logging's last-resort handler should print.
         m._legacy_log_events.uninstall()
@@ -341,9 +340,7 @@ class ProxyHost:
             choices = option["choices"]
             if choices and option["value"] not in choices:
                 allowed = ", ".join(repr(c) for c in choices)
-                raise ProxyStartError(
-                    f"invalid option: {name} must be one of {allowed}, not {option['value']!r}"
-                )
+                raise ProxyStartError(f"invalid option: {name} must be one of {allowed}, not {option['value']!r}")
 
     def _load_scripts(self) -> None:
         """Load scripts now (mitmproxy 12's main does too) so their options exist."""
@@ -381,7 +378,7 @@ class ProxyHost:
         port = server.mode.listen_port(opts.listen_port)
         exc = server.last_exception
         cause = exc.__cause__ if isinstance(exc, OSError) and exc.__cause__ else exc
-        if isinstance(cause, OSError) and cause.errno in errno.errorcode:
+        if isinstance(cause, OSError) and cause.errno is not None and cause.errno in errno.errorcode:
             reason = os.strerror(cause.errno).lower()
         else:
             reason = str(cause)
@@ -406,9 +403,7 @@ class ProxyHost:
                 if io.writer is not None:
                     io.writer.close()
 
-    async def _serve_in_thread(
-        self, started: concurrent.futures.Future[tuple[str, int]]
-    ) -> None:
+    async def _serve_in_thread(self, started: concurrent.futures.Future[tuple[str, int]]) -> None:
         stop, stopped = self._thread_stop, self._thread_stopped
         assert stop is not None and stopped is not None
         try:

@@ -274,11 +274,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "new_episodes: replay and record what is missing; all: re-record every cassette.",
     )
     group.addoption("--wsreplay-upstream", metavar="URL", default=None, help="Where recording goes (reverse proxy).")
-    group.addoption("--wsreplay-upstream-ca", metavar="FILE", default=None, help="CA of a staging server's certificate.")
+    group.addoption(
+        "--wsreplay-upstream-ca", metavar="FILE", default=None, help="CA of a staging server's certificate."
+    )
     group.addoption(
         "--wsreplay-resolve", action="append", default=[], metavar="HOST=ADDRESS[:PORT]", help="Like curl --resolve."
     )
-    group.addoption("--wsreplay-speed", default=None, metavar="N|max", help="Replay speed (default 1: recorded timing).")
+    group.addoption(
+        "--wsreplay-speed", default=None, metavar="N|max", help="Replay speed (default 1: recorded timing)."
+    )
     group.addoption(
         "--wsreplay-max-age",
         default=None,
@@ -293,7 +297,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "(as once records a missing cassette; needs an upstream).",
     )
     parser.addini("wsreplay_mode", "Default record mode (none, once, new_episodes, all).", default="none")
-    parser.addini("wsreplay_speed", "Default replay speed: 1 keeps the recorded timing, max sends at once.", default="1")
+    parser.addini(
+        "wsreplay_speed", "Default replay speed: 1 keeps the recorded timing, max sends at once.", default="1"
+    )
     parser.addini("wsreplay_max_age", "A cassette older than this (90s, 30m, 12h, 30d) is stale.", default="")
     parser.addini("wsreplay_on_stale", "What a stale cassette does: warn, fail or rerecord.", default="warn")
     parser.addini(
@@ -414,7 +420,9 @@ def _is_stale_to_rerecord(item: pytest.Item, path: Path, mode: str, upstream: st
     if policy.action == "fail":
         pytest.fail(sentence, pytrace=False)
     if mode == "none":
-        pytest.fail(f"{sentence}; record mode none never records: re-record it with --wsreplay-mode once", pytrace=False)
+        pytest.fail(
+            f"{sentence}; record mode none never records: re-record it with --wsreplay-mode once", pytrace=False
+        )
     if not upstream:
         pytest.fail(
             f"{sentence}; re-recording it needs an upstream: pass --wsreplay-upstream URL (or the marker's upstream=)",
@@ -430,7 +438,12 @@ def _deactivate(item: pytest.Item) -> None:
         return
     del item.stash[STASH_KEY]
     report = item.config.stash[SESSION_KEY].end()
-    if report is not None and test.replaying and not test.recording and (report.unused_exchanges or report.unused_connections):
+    if (
+        report is not None
+        and test.replaying
+        and not test.recording
+        and (report.unused_exchanges or report.unused_connections)
+    ):
         warnings.warn(WsreplayUnusedInteractions(f"{item.nodeid}: {report.format()}"), stacklevel=1)
 
 
@@ -461,4 +474,3 @@ def _explain_replay(item: pytest.Item, test_failed: bool) -> None:
 def pytest_report_header(config: pytest.Config) -> str:
     mode = config.getoption("wsreplay_mode") or config.getini("wsreplay_mode")
     return f"wsreplay: record mode {mode}" + (" (offline replay)" if mode == "none" else "")
-

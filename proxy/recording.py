@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, cast, runtime_checkable
 
 from wsreplay.cassette import CassetteWriter
 from wsreplay.records import (
@@ -21,6 +21,8 @@ from wsreplay.records import (
 )
 
 RecordTransform = Callable[[Record], Record]
+"""Turns a record into the one to write (redaction); it keeps the record's kind."""
+AnyRecord = TypeVar("AnyRecord", bound=Record)
 
 
 @runtime_checkable
@@ -83,13 +85,12 @@ class Recording:
         """Seconds since the cassette was created, for a wall-clock timestamp."""
         return max(0.0, wall_time - self.origin)
 
-    def add(self, record: Record) -> Record:
+    def add(self, record: AnyRecord) -> AnyRecord:
         """Transform (redact) and write a record; return what was written."""
-        if self._transform is not None:
-            record = self._transform(record)
-        self.writer.write(record)
-        self._count(record)
-        return record
+        written = record if self._transform is None else cast(AnyRecord, self._transform(record))
+        self.writer.write(written)
+        self._count(written)
+        return written
 
     def add_frame(self, record_id: int, wall_time: float, from_client: bool, is_text: bool, payload: bytes) -> None:
         """``add(WebSocketFrame(record_id, offset(wall_time), ...))``, cheaper: the recorder's hot path.

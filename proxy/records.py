@@ -180,9 +180,7 @@ class Annotation:
     data: dict[str, Any]
 
 
-Record: TypeAlias = (
-    HttpExchange | WebSocketOpen | WebSocketFrame | WebSocketClose | ConnectionFailure | Annotation
-)
+Record: TypeAlias = HttpExchange | WebSocketOpen | WebSocketFrame | WebSocketClose | ConnectionFailure | Annotation
 
 
 def is_utf8(data: bytes) -> bool:

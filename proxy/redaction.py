@@ -99,9 +99,7 @@ def name_says_secret(name: str, words: frozenset[str]) -> bool:
     `access_token`), or it ends in a long one (`accesstoken`); `token_type` is not."""
     parts = [part.lower() for part in _WORDS.findall(name)]
     squashed = "".join(parts)
-    return bool(parts) and (
-        parts[-1] in words or any(len(w) >= _SQUASHED_WORD and squashed.endswith(w) for w in words)
-    )
+    return bool(parts) and (parts[-1] in words or any(len(w) >= _SQUASHED_WORD and squashed.endswith(w) for w in words))
 
 
 def _matches(name: str, patterns: Iterable[str]) -> bool:
@@ -300,6 +298,7 @@ class _Walk:
         coding = (header_value(headers, "content-encoding") or "identity").strip().lower()
         try:
             plain = encoding.decode(body, coding)
+            assert isinstance(plain, bytes)  # decoding bytes gives bytes
         except ValueError:
             coding, plain = "identity", body
         content_type = (header_value(headers, "content-type") or "").lower()
@@ -359,9 +358,7 @@ def _fix_length(headers: Headers, old_body: bytes, new_body: bytes) -> Headers:
     """Headers with Content-Length (if present) matching a changed body."""
     if new_body == old_body:
         return headers
-    return tuple(
-        (name, str(len(new_body)) if name.lower() == "content-length" else value) for name, value in headers
-    )
+    return tuple((name, str(len(new_body)) if name.lower() == "content-length" else value) for name, value in headers)
 
 
 def _may_be_json(payload: bytes) -> bool:
@@ -369,7 +366,9 @@ def _may_be_json(payload: bytes) -> bool:
     whitespace it starts with ``{``, ``[`` or a non-ASCII byte (which may be more whitespace)."""
     first = payload[:1]
     if first in _ASCII_SPACES:
-        start = _LEADING_SPACE.match(payload).end()
+        leading = _LEADING_SPACE.match(payload)
+        assert leading is not None  # a starred class matches the empty string
+        start = leading.end()
         first = payload[start : start + 1]
     return first in (b"{", b"[") or first >= b"\x80"
 

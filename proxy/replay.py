@@ -306,9 +306,7 @@ class _Script:
     """How long to wait before accepting: the recorded wait for the 101, scaled."""
 
 
-def _compile_script(
-    open_record: WebSocketOpen, records: Sequence[Record], options: ReplayOptions
-) -> _Script:
+def _compile_script(open_record: WebSocketOpen, records: Sequence[Record], options: ReplayOptions) -> _Script:
     client_frames: list[WebSocketFrame] = []
     steps: list[list[Action]] = [[]]
     previous_server = trigger = open_record.answered_at
@@ -365,9 +363,7 @@ class ConnectionPlayer:
     player if it has one), so each client gets the conversation its own frames lead to.
     """
 
-    def __init__(
-        self, recorded: _RecordedUpgrade, siblings: tuple[_RecordedUpgrade, ...], context: _Context
-    ) -> None:
+    def __init__(self, recorded: _RecordedUpgrade, siblings: tuple[_RecordedUpgrade, ...], context: _Context) -> None:
         self._recorded = recorded
         self._siblings = siblings
         self._context = context
@@ -480,7 +476,7 @@ def _same_prefix(first: _Script, second: _Script, steps: int, ignore: Ignore) ->
             return False
     return all(
         len(first.steps[index]) == len(second.steps[index])
-        and all(_same_action(a, b, ignore) for a, b in zip(first.steps[index], second.steps[index]))
+        and all(_same_action(a, b, ignore) for a, b in zip(first.steps[index], second.steps[index], strict=True))
         for index in range(steps + 1)
     )
 
@@ -582,7 +578,7 @@ class _HttpIndex:
         ignores = self._ignores if loose else self._ignores[:1]
         keyed = self._keyed.get(bucket_key)
         if keyed is not None:
-            for ignore, by_key in zip(ignores, keyed):
+            for ignore, by_key in zip(ignores, keyed, strict=True):
                 for sequence in by_key.get(index_key(request, self._matchers, ignore), ()):
                     yield ignore, sequence
             if not loose:
@@ -628,7 +624,7 @@ class ReplaySession:
                 case WebSocketOpen() if record.accepted:
                     conversations[record.id] = (position, record, [])
                 case WebSocketOpen():
-                    refusal = Refused(record.response, self.options.scaled(record.duration))
+                    refusal: Refused | Fail = Refused(record.response, self.options.scaled(record.duration))
                     upgrades.append((position, _RecordedUpgrade(record, refusal)))
                 case WebSocketFrame(id=record_id) if record_id in conversations:
                     conversations[record_id][2].append(record)

@@ -34,6 +34,7 @@ from websockets.extensions.permessage_deflate import enable_server_permessage_de
 from websockets.frames import Close as CloseFrame
 from websockets.http11 import Request
 from websockets.server import ServerProtocol
+from websockets.typing import Subprotocol
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Event, Message, Ping, TextMessage
 from wsproto.extensions import Extension, PerMessageDeflate
@@ -192,14 +193,16 @@ class ReplayServer:
         the WebSocket with wsproto over the raw connection until it is closed."""
         handshake = ServerProtocol(
             extensions=enable_server_permessage_deflate(None) if accepted.deflate else None,
-            select_subprotocol=lambda _protocol, _offered: accepted.subprotocol,
+            select_subprotocol=lambda _protocol, _offered: (
+                Subprotocol(accepted.subprotocol) if accepted.subprotocol else None
+            ),
             logger=_PROTOCOL_LOG,
         )
         answer = handshake.accept(_handshake_request(request))
         if answer.status_code != 101:
             headers = tuple(answer.headers.raw_items())
             return _RecordedResponse(
-                HttpResponse(answer.status_code, answer.reason_phrase, headers=headers, body=answer.body)
+                HttpResponse(answer.status_code, answer.reason_phrase, headers=headers, body=bytes(answer.body))
             )
         switching = web.StreamResponse(
             status=101, reason=answer.reason_phrase, headers=CIMultiDict(answer.headers.raw_items())
@@ -360,11 +363,11 @@ class _WebSocket(asyncio.Protocol):
             self._transport.write(_CONTROL_FRAMES.pong(event.payload))
         elif isinstance(event, CloseConnection):
             if state is ConnectionState.OPEN:
-                self._fail(event.code, event.reason)
+                self._fail(event.code, event.reason or "")
                 return
             if state is ConnectionState.REMOTE_CLOSING:
                 self._transport.write(self._connection.send(CloseConnection(event.code, event.reason)))
-            self._report_end(event.code, event.reason)
+            self._report_end(event.code, event.reason or "")
             self._end_tcp()
 
     def _add(self, part: Message) -> None:
@@ -449,8 +452,7 @@ async def _perform(connection: _Connection) -> None:
         actions, received = await connection.outbox.get()
         previous = max(previous, received)
         for action in actions:
-            kind = type(action)
-            if kind is Log:
+            if isinstance(action, Log):
                 continue
             if action.delay:
                 if (wait := previous + action.delay - loop.time()) > 0:
@@ -458,13 +460,13 @@ async def _perform(connection: _Connection) -> None:
                 previous = loop.time()
             if not socket.open:
                 return
-            if kind is Send:
+            if isinstance(action, Send):
                 await socket.send(action.is_text, action.payload)
-            elif kind is Close:
+            elif isinstance(action, Close):
                 connection.ending = True
                 socket.close(NORMAL if action.code == NO_STATUS else action.code, action.reason)
                 return
-            elif kind is Abort:
+            elif isinstance(action, Abort):
                 connection.ending = True
                 socket.drop()
                 return

@@ -293,7 +293,7 @@ class _Turn:
 
 
 def _turn_for(message: dict[str, Any], number: int) -> _Turn:
-    payload = message.get("payload") if isinstance(message.get("payload"), dict) else {}
+    payload: dict[str, Any] = nested if isinstance(nested := message.get("payload"), dict) else {}
     sources = (message, payload)
 
     def pick(*keys: str) -> str | None:
@@ -423,9 +423,7 @@ class _Connection:
 
 
 def _refusal() -> web.Response:
-    return web.json_response(
-        {"detail": "WebSocket authentication required", "error_code": "AUTH_REQUIRED"}, status=403
-    )
+    return web.json_response({"detail": "WebSocket authentication required", "error_code": "AUTH_REQUIRED"}, status=403)
 
 
 def _websocket_handler(

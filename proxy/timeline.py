@@ -50,7 +50,7 @@ def describe(record: Record) -> str:
     match record:
         case HttpExchange(request=request, response=None):
             return f"HTTP   #{record.id} {request.method} {request.target} -> (no response)"
-        case HttpExchange(request=request, response=response):
+        case HttpExchange(request=request, response=HttpResponse() as response):
             return f"HTTP   #{record.id} {request.method} {request.target} -> {response.status} {body_preview(response.body)}"
         case WebSocketOpen(request=request, response=response):
             offered = ", ".join(_short(p) for p in request.offered_subprotocols)
@@ -124,7 +124,11 @@ def record_as_dict(record: Record) -> dict[str, Any]:
             }
         case WebSocketFrame():
             payload = {"text": record.text} if record.is_text else {"base64": base64.b64encode(record.payload).decode()}
-            return base | {"kind": "frame", "from": record.side, "opcode": "text" if record.is_text else "binary"} | payload
+            return (
+                base
+                | {"kind": "frame", "from": record.side, "opcode": "text" if record.is_text else "binary"}
+                | payload
+            )
         case WebSocketClose():
             return base | {"kind": "close", "code": record.code, "reason": record.reason, "closed_by": record.closed_by}
         case ConnectionFailure():

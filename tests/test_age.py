@@ -29,8 +29,14 @@ def test_describe_age(seconds_ago: float, words: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "seconds", "words"),
-    [("90s", 90, "90 seconds"), ("30m", 1800, "30 minutes"), ("12h", 43200, "12 hours"), ("30d", 2592000, "30 days"),
-     (" 1.5d ", 129600, "36 hours"), ("1d", 86400, "1 day")],
+    [
+        ("90s", 90, "90 seconds"),
+        ("30m", 1800, "30 minutes"),
+        ("12h", 43200, "12 hours"),
+        ("30d", 2592000, "30 days"),
+        (" 1.5d ", 129600, "36 hours"),
+        ("1d", 86400, "1 day"),
+    ],
 )
 def test_parse_duration(text: str, seconds: float, words: str) -> None:
     assert parse_duration(text) == seconds

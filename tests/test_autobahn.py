@@ -59,9 +59,12 @@ def fuzz(url: str, outdir: Path, agent: str) -> tuple[dict[str, CaseResult], flo
 @pytest.mark.skipif(WSTEST is None, reason=missing_wstest_reason())
 def test_replays_get_the_recordings_verdicts_case_by_case(tmp_path: Path, mitm_confdir: Path) -> None:
     cassette = tmp_path / "autobahn.cassette"
-    with EchoServer() as echo, running_wsreplay(
-        "record", "--upstream", echo.url, "-o", str(cassette), "--confdir", str(mitm_confdir)
-    ) as recorder_url:
+    with (
+        EchoServer() as echo,
+        running_wsreplay(
+            "record", "--upstream", echo.url, "-o", str(cassette), "--confdir", str(mitm_confdir)
+        ) as recorder_url,
+    ):
         recorded, recording_seconds = fuzz(recorder_url, tmp_path / "record", "record")
     with running_wsreplay("replay", str(cassette), "--speed", "max", "--confdir", str(mitm_confdir)) as proxy_url:
         through_proxy, proxy_seconds = fuzz(proxy_url, tmp_path / "replay", "replay")

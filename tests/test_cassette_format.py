@@ -87,18 +87,35 @@ def record_json(record: Record) -> dict[str, Any]:
     match record:
         case HttpExchange():
             response = None if record.response is None else _message_json(record.response)
-            return {"kind": "http"} | base | {"request": _message_json(record.request), "response": response,
-                                             "duration_us": round(record.duration * 1_000_000)}
+            return (
+                {"kind": "http"}
+                | base
+                | {
+                    "request": _message_json(record.request),
+                    "response": response,
+                    "duration_us": round(record.duration * 1_000_000),
+                }
+            )
         case WebSocketOpen():
-            return {"kind": "websocket_open"} | base | {"request": _message_json(record.request),
-                                                       "response": _message_json(record.response),
-                                                       "duration_us": round(record.duration * 1_000_000)}
+            return (
+                {"kind": "websocket_open"}
+                | base
+                | {
+                    "request": _message_json(record.request),
+                    "response": _message_json(record.response),
+                    "duration_us": round(record.duration * 1_000_000),
+                }
+            )
         case WebSocketFrame():
-            return {"kind": "frame"} | base | {"from_client": record.from_client, "text": record.is_text,
-                                              "payload_hex": record.payload.hex()}
+            return (
+                {"kind": "frame"}
+                | base
+                | {"from_client": record.from_client, "text": record.is_text, "payload_hex": record.payload.hex()}
+            )
         case WebSocketClose():
-            return {"kind": "close"} | base | {"code": record.code, "reason": record.reason,
-                                              "closed_by": record.closed_by}
+            return (
+                {"kind": "close"} | base | {"code": record.code, "reason": record.reason, "closed_by": record.closed_by}
+            )
         case ConnectionFailure():
             return {"kind": "failure"} | base | {"message": record.message}
         case Annotation():
@@ -116,11 +133,17 @@ def record_from_json(data: dict[str, Any]) -> Record:
     match data["kind"]:
         case "http":
             response = None if data["response"] is None else _message_from(data["response"], HttpResponse)
-            return HttpExchange(rid, time, _message_from(data["request"], HttpRequest), response,
-                                data["duration_us"] / 1_000_000)
+            return HttpExchange(
+                rid, time, _message_from(data["request"], HttpRequest), response, data["duration_us"] / 1_000_000
+            )
         case "websocket_open":
-            return WebSocketOpen(rid, time, _message_from(data["request"], HttpRequest),
-                                 _message_from(data["response"], HttpResponse), data["duration_us"] / 1_000_000)
+            return WebSocketOpen(
+                rid,
+                time,
+                _message_from(data["request"], HttpRequest),
+                _message_from(data["response"], HttpResponse),
+                data["duration_us"] / 1_000_000,
+            )
         case "frame":
             return WebSocketFrame(rid, time, data["from_client"], data["text"], bytes.fromhex(data["payload_hex"]))
         case "close":
@@ -133,8 +156,14 @@ def record_from_json(data: dict[str, Any]) -> Record:
 
 
 def _header_json(header: CassetteHeader) -> dict[str, Any]:
-    return {"version": header.version, "created": header.created, "wsreplay": header.wsreplay_version,
-            "mode": header.mode, "upstream": header.upstream, "metadata": header.metadata}
+    return {
+        "version": header.version,
+        "created": header.created,
+        "wsreplay": header.wsreplay_version,
+        "mode": header.mode,
+        "upstream": header.upstream,
+        "metadata": header.metadata,
+    }
 
 
 # --- the conformance cases ---------------------------------------------------------
@@ -170,7 +199,7 @@ def test_valid_case(name: str) -> None:
     records = list(reader)
     assert _header_json(reader.header) == expected["header"]
     assert len(records) == len(expected["records"])
-    for record, want in zip(records, expected["records"]):
+    for record, want in zip(records, expected["records"], strict=True):
         # Times are compared as the reader's float seconds: exact up to 2**53 microseconds.
         assert record.time == want["time_us"] / 1_000_000
         if isinstance(record, HttpExchange | WebSocketOpen):
@@ -242,15 +271,38 @@ def test_cases_read_the_same_in_tiny_chunks(name: str, monkeypatch: pytest.Monke
 
 # --- round trips, determinism --------------------------------------------------------
 
-HEADER = CassetteHeader(created=1767225600.5, wsreplay_version="0.1.0", upstream="reverse:http://localhost:1",
-                        metadata={"test": "round trip", "n": [1, 2.5, None, True]})
-REQUEST = HttpRequest("GET", "https", "example.test", 443, "/ws", "a=1&b=2", "HTTP/1.1",
-                      (("Host", "example.test"), ("Upgrade", "websocket"), ("X-Dup", "1"), ("x-dup", "2"),
-                       ("X-Latin", "\u00e9\u00ff\u0000")), b"")
+HEADER = CassetteHeader(
+    created=1767225600.5,
+    wsreplay_version="0.1.0",
+    upstream="reverse:http://localhost:1",
+    metadata={"test": "round trip", "n": [1, 2.5, None, True]},
+)
+REQUEST = HttpRequest(
+    "GET",
+    "https",
+    "example.test",
+    443,
+    "/ws",
+    "a=1&b=2",
+    "HTTP/1.1",
+    (
+        ("Host", "example.test"),
+        ("Upgrade", "websocket"),
+        ("X-Dup", "1"),
+        ("x-dup", "2"),
+        ("X-Latin", "\u00e9\u00ff\u0000"),
+    ),
+    b"",
+)
 RESPONSE = HttpResponse(101, "Switching Protocols", "HTTP/1.1", (("Upgrade", "websocket"),), b"")
 EVERY_KIND: list[Record] = [
-    HttpExchange(1, 0.001, HttpRequest("POST", "http", "h", 80, "/p", body=b"\x00body\xff"),
-                 HttpResponse(500, "Oops", "HTTP/1.0", (("A", "1"), ("B", "2"), ("A", "3")), b"err"), 0.25),
+    HttpExchange(
+        1,
+        0.001,
+        HttpRequest("POST", "http", "h", 80, "/p", body=b"\x00body\xff"),
+        HttpResponse(500, "Oops", "HTTP/1.0", (("A", "1"), ("B", "2"), ("A", "3")), b"err"),
+        0.25,
+    ),
     HttpExchange(2, 0.002, HttpRequest("GET", "http", "h", 80, "/"), None, 0.0),
     WebSocketOpen(3, 0.003, REQUEST, RESPONSE, 0.15),
     WebSocketOpen(4, 0.004, REQUEST, HttpResponse(403, "Forbidden", body=b"no"), 0.12),
@@ -308,7 +360,7 @@ def test_each_record_is_one_msgpack_object_written_at_once(tmp_path: Path) -> No
     for _ in unpacker:
         offsets.append(unpacker.tell())
     assert offsets == [0, *sizes]
-    for record, start, end in zip(EVERY_KIND, sizes, sizes[1:]):
+    for record, start, end in zip(EVERY_KIND, sizes, sizes[1:], strict=False):
         assert data[start:end] == msgpack.packb(encode_record(record), use_bin_type=True)
 
 
@@ -316,8 +368,11 @@ def test_each_record_is_one_msgpack_object_written_at_once(tmp_path: Path) -> No
 @pytest.mark.parametrize(("record_id", "time"), [(1, 0.0), (128, 0.000256), (65536, 4294.967296)])
 def test_frames_are_written_as_msgpack_packs_them(size: int, record_id: int, time: float, tmp_path: Path) -> None:
     # The writer hands a frame's head and payload to the OS separately (no copy): the bytes stay msgpack's.
-    frames = [WebSocketFrame(record_id, time, side, text, bytes(range(256)) * (size // 256) + b"x" * (size % 256))
-              for side in (True, False) for text in (True, False)]
+    frames = [
+        WebSocketFrame(record_id, time, side, text, bytes(range(256)) * (size // 256) + b"x" * (size % 256))
+        for side in (True, False)
+        for text in (True, False)
+    ]
     path = tmp_path / "c.cassette"
     with CassetteWriter(path, HEADER) as writer:
         start = writer.bytes_written

@@ -52,10 +52,16 @@ SECONDS_PER_READ = 5.0
 HEADER = CassetteHeader(created=1767225600.0, wsreplay_version="0.1.0", upstream="reverse:http://u", metadata={"k": 1})
 UPGRADE = HttpRequest("GET", "http", "localhost", 8765, "/ws", "x=1", headers=(("Upgrade", "websocket"),))
 RECORDS: list[Record] = [
-    HttpExchange(1, 0.001, HttpRequest("GET", "http", "h", 80, "/a", headers=(("Host", "h"),)),
-                 HttpResponse(200, "OK", headers=(("Content-Type", "application/json"),), body=b'{"a":1}'), 0.002),
-    WebSocketOpen(2, 0.010, UPGRADE, HttpResponse(101, "Switching Protocols", headers=(("Upgrade", "websocket"),)),
-                  0.005),
+    HttpExchange(
+        1,
+        0.001,
+        HttpRequest("GET", "http", "h", 80, "/a", headers=(("Host", "h"),)),
+        HttpResponse(200, "OK", headers=(("Content-Type", "application/json"),), body=b'{"a":1}'),
+        0.002,
+    ),
+    WebSocketOpen(
+        2, 0.010, UPGRADE, HttpResponse(101, "Switching Protocols", headers=(("Upgrade", "websocket"),)), 0.005
+    ),
     WebSocketOpen(3, 0.011, UPGRADE, HttpResponse(403, "Forbidden", body=b"no"), 0.003),
     *[WebSocketFrame(2, (20_000 + 10_000 * i) / 1e6, i % 2 == 0, i % 3 != 0, bytes([i]) * (i * 7)) for i in range(12)],
     HttpExchange(4, 0.015, HttpRequest("POST", "http", "h", 80, "/b", body=b"\x00\xff"), None, 0.0),
@@ -115,7 +121,11 @@ def test_random_bytes_after_a_header(data: bytes) -> None:
 
 
 MSGPACK_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats() | st.text(max_size=20)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats()
+    | st.text(max_size=20)
     | st.binary(max_size=20),
     lambda inner: st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=8), inner, max_size=6),
     max_leaves=12,
@@ -132,8 +142,13 @@ def test_random_msgpack_values_after_a_header(values: list[Any]) -> None:
 
 
 @settings(FUZZ, max_examples=100)
-@given(st.dictionaries(st.sampled_from(["format", "version", "created", "wsreplay", "mode", "upstream", "metadata"])
-                       | st.text(max_size=5), MSGPACK_VALUES | st.just("wsreplay-cassette") | st.just(1)))
+@given(
+    st.dictionaries(
+        st.sampled_from(["format", "version", "created", "wsreplay", "mode", "upstream", "metadata"])
+        | st.text(max_size=5),
+        MSGPACK_VALUES | st.just("wsreplay-cassette") | st.just(1),
+    )
+)
 def test_random_headers(header: dict[str, Any]) -> None:
     read(_pack(header) + PARTS[0])
 
@@ -183,8 +198,9 @@ def test_flipped_bit_in_one_record(index: int, bit: int, data: st.DataObject) ->
 
 # --- forged length prefixes ----------------------------------------------------------
 
-LENGTHS = st.one_of(st.integers(0, 300), st.integers(2**16 - 2, 2**16 + 2), st.integers(2**20, 2**32 - 1),
-                    st.just(2**32 - 1))
+LENGTHS = st.one_of(
+    st.integers(0, 300), st.integers(2**16 - 2, 2**16 + 2), st.integers(2**20, 2**32 - 1), st.just(2**32 - 1)
+)
 PREFIXES = st.tuples(st.sampled_from(["array", "map", "bin", "str", "ext"]), LENGTHS).map(
     lambda t: {
         "array": b"\xdd" + t[1].to_bytes(4, "big"),
@@ -237,8 +253,8 @@ def test_length_prefix_over_the_limit_with_data_behind_it(monkeypatch: pytest.Mo
             return True
 
         def readinto(self, buffer: Any) -> int:
-            chunk = self.head[:len(buffer)] if self.head else b"\x00" * len(buffer)
-            self.head = self.head[len(chunk):]
+            chunk = self.head[: len(buffer)] if self.head else b"\x00" * len(buffer)
+            self.head = self.head[len(chunk) :]
             buffer[: len(chunk)] = chunk
             self.served += len(chunk)
             return len(chunk)
@@ -264,23 +280,48 @@ JSONISH = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
     max_leaves=12,
 )
-REQUESTS = st.builds(HttpRequest, st.text(max_size=8), st.sampled_from(["http", "https"]), st.text(max_size=12),
-                     st.integers(0, 65535), st.text(max_size=12), st.text(max_size=12),
-                     st.sampled_from(["HTTP/1.1", "HTTP/2.0"]), HEADERS, st.binary(max_size=40))
-RESPONSES = st.builds(HttpResponse, st.integers(100, 599), st.text(max_size=8), st.just("HTTP/1.1"), HEADERS,
-                      st.binary(max_size=40))
+REQUESTS = st.builds(
+    HttpRequest,
+    st.text(max_size=8),
+    st.sampled_from(["http", "https"]),
+    st.text(max_size=12),
+    st.integers(0, 65535),
+    st.text(max_size=12),
+    st.text(max_size=12),
+    st.sampled_from(["HTTP/1.1", "HTTP/2.0"]),
+    HEADERS,
+    st.binary(max_size=40),
+)
+RESPONSES = st.builds(
+    HttpResponse, st.integers(100, 599), st.text(max_size=8), st.just("HTTP/1.1"), HEADERS, st.binary(max_size=40)
+)
 RANDOM_RECORDS = st.one_of(
-    st.builds(HttpExchange, IDS, MICROS.map(lambda us: us / 1e6), REQUESTS, st.none() | RESPONSES,
-              MICROS.map(lambda us: us / 1e6)),
-    st.builds(WebSocketOpen, IDS, MICROS.map(lambda us: us / 1e6), REQUESTS, RESPONSES,
-              MICROS.map(lambda us: us / 1e6)),
-    st.builds(WebSocketFrame, IDS, MICROS.map(lambda us: us / 1e6), st.booleans(), st.booleans(),
-              st.binary(max_size=300)),
-    st.builds(WebSocketClose, IDS, MICROS.map(lambda us: us / 1e6), st.none() | st.integers(0, 65535),
-              st.text(max_size=20), st.sampled_from([None, "client", "server"])),
+    st.builds(
+        HttpExchange,
+        IDS,
+        MICROS.map(lambda us: us / 1e6),
+        REQUESTS,
+        st.none() | RESPONSES,
+        MICROS.map(lambda us: us / 1e6),
+    ),
+    st.builds(
+        WebSocketOpen, IDS, MICROS.map(lambda us: us / 1e6), REQUESTS, RESPONSES, MICROS.map(lambda us: us / 1e6)
+    ),
+    st.builds(
+        WebSocketFrame, IDS, MICROS.map(lambda us: us / 1e6), st.booleans(), st.booleans(), st.binary(max_size=300)
+    ),
+    st.builds(
+        WebSocketClose,
+        IDS,
+        MICROS.map(lambda us: us / 1e6),
+        st.none() | st.integers(0, 65535),
+        st.text(max_size=20),
+        st.sampled_from([None, "client", "server"]),
+    ),
     st.builds(ConnectionFailure, IDS, MICROS.map(lambda us: us / 1e6), st.text(max_size=40)),
-    st.builds(Annotation, IDS, MICROS.map(lambda us: us / 1e6), st.dictionaries(st.text(max_size=6), JSONISH,
-                                                                                 max_size=4)),
+    st.builds(
+        Annotation, IDS, MICROS.map(lambda us: us / 1e6), st.dictionaries(st.text(max_size=6), JSONISH, max_size=4)
+    ),
 )
 
 

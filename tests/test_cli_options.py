@@ -7,12 +7,12 @@ from pathlib import Path
 
 import httpx
 
-from wsreplay.cassette import load_cassette
-from wsreplay.records import HttpExchange
 from tests.support.cli import RunningWsreplay, run_wsreplay
 from tests.support.scenario import staging_upstream
+from wsreplay.cassette import load_cassette
+from wsreplay.records import HttpExchange
 
-ADDON_SCRIPT = '''
+ADDON_SCRIPT = """
 from mitmproxy import http
 
 
@@ -22,7 +22,7 @@ class StampResponses:
 
 
 addons = [StampResponses()]
-'''
+"""
 
 
 async def get_through(proxy_port: int, url: str) -> httpx.Response:
@@ -34,8 +34,17 @@ async def test_record_hosts_records_only_matching_hosts_and_passes_others_throug
     cassette = tmp_path / "hosts.cassette"
     async with staging_upstream(host="127.0.0.1") as recorded_host, staging_upstream(host="localhost") as other_host:
         recorder = RunningWsreplay(
-            "record", "--mode", "regular", "--listen", "127.0.0.1:0", "-o", str(cassette),
-            "--confdir", str(tmp_path / "mitmproxy"), "--hosts", r"^127\.0\.0\.1",
+            "record",
+            "--mode",
+            "regular",
+            "--listen",
+            "127.0.0.1:0",
+            "-o",
+            str(cassette),
+            "--confdir",
+            str(tmp_path / "mitmproxy"),
+            "--hosts",
+            r"^127\.0\.0\.1",
         )
         try:
             port = await asyncio.to_thread(recorder.wait_listening)
@@ -53,7 +62,9 @@ async def test_replay_is_offline_and_refuses_hosts_outside_hosts(tmp_path: Path)
     cassette = tmp_path / "offline.cassette"
     confdir = str(tmp_path / "mitmproxy")
     async with staging_upstream() as upstream:
-        recorder = RunningWsreplay("record", "--mode", "regular", "--listen", "127.0.0.1:0", "-o", str(cassette), "--confdir", confdir)
+        recorder = RunningWsreplay(
+            "record", "--mode", "regular", "--listen", "127.0.0.1:0", "-o", str(cassette), "--confdir", confdir
+        )
         try:
             port = await asyncio.to_thread(recorder.wait_listening)
             assert (await get_through(port, f"{upstream.http_url}/health")).status_code == 200
@@ -62,8 +73,16 @@ async def test_replay_is_offline_and_refuses_hosts_outside_hosts(tmp_path: Path)
         served_live = len(upstream.requests)
 
         replayer = RunningWsreplay(
-            "replay", str(cassette), "--mode", "regular", "--listen", "127.0.0.1:0", "--confdir", confdir,
-            "--hosts", r"^127\.0\.0\.1$",
+            "replay",
+            str(cassette),
+            "--mode",
+            "regular",
+            "--listen",
+            "127.0.0.1:0",
+            "--confdir",
+            confdir,
+            "--hosts",
+            r"^127\.0\.0\.1$",
         )
         try:
             port = await asyncio.to_thread(replayer.wait_listening)
@@ -84,8 +103,17 @@ async def test_set_and_script_reach_mitmproxy(tmp_path: Path) -> None:
     cassette = tmp_path / "stamped.cassette"
     async with staging_upstream() as upstream:
         recorder = RunningWsreplay(
-            "record", "--upstream", upstream.http_url, "--listen", "127.0.0.1:0", "-o", str(cassette),
-            "-s", str(script), "--set", "anticache=true",
+            "record",
+            "--upstream",
+            upstream.http_url,
+            "--listen",
+            "127.0.0.1:0",
+            "-o",
+            str(cassette),
+            "-s",
+            str(script),
+            "--set",
+            "anticache=true",
         )
         try:
             port = await asyncio.to_thread(recorder.wait_listening)
@@ -95,7 +123,9 @@ async def test_set_and_script_reach_mitmproxy(tmp_path: Path) -> None:
             assert await asyncio.to_thread(recorder.stop) == 0, recorder.output
     assert response.headers["X-Stamped-By"] == "user-script"
     assert "if-none-match" not in {name.lower() for name in upstream.requests[0].headers}
-    bad = run_wsreplay("record", "--upstream", "http://127.0.0.1:9", "-o", str(tmp_path / "x.cassette"), "--set", "no_such_option=1")
+    bad = run_wsreplay(
+        "record", "--upstream", "http://127.0.0.1:9", "-o", str(tmp_path / "x.cassette"), "--set", "no_such_option=1"
+    )
     assert bad.returncode == 2 and "no_such_option" in bad.stderr and "Traceback" not in bad.stderr
 
 
@@ -106,7 +136,9 @@ def test_env_prints_what_clients_need(tmp_path: Path) -> None:
     for name in ("https_proxy", "HTTPS_PROXY", "http_proxy", "wss_proxy"):
         assert exported[name] == "http://127.0.0.1:9999"
     bundle = Path(exported["SSL_CERT_FILE"])
-    assert exported["REQUESTS_CA_BUNDLE"] == exported["CURL_CA_BUNDLE"] == exported["NODE_EXTRA_CA_CERTS"] == str(bundle)
+    assert (
+        exported["REQUESTS_CA_BUNDLE"] == exported["CURL_CA_BUNDLE"] == exported["NODE_EXTRA_CA_CERTS"] == str(bundle)
+    )
     assert (tmp_path / "mitmproxy-ca-cert.pem").read_text() in bundle.read_text()
     assert bundle.read_text().count("BEGIN CERTIFICATE") > 10
     assert "127.0.0.1" in exported["NO_PROXY"]

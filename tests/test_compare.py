@@ -7,14 +7,6 @@ from typing import Any
 
 import pytest
 
-from wsreplay.compare import DiffOptions, diff_records, event_name, json_shape
-from wsreplay.records import (
-    HttpExchange,
-    HttpResponse,
-    Record,
-    WebSocketClose,
-    WebSocketFrame,
-)
 from tests.support.chat_records import (
     AGENT_EVENTS,
     AUTH_OK,
@@ -23,6 +15,14 @@ from tests.support.chat_records import (
     chat_session,
     text_frame,
     upgrade,
+)
+from wsreplay.compare import DiffOptions, diff_records, event_name, json_shape
+from wsreplay.records import (
+    HttpExchange,
+    HttpResponse,
+    Record,
+    WebSocketClose,
+    WebSocketFrame,
 )
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from wsreplay.sample_server import AGENT_EVENT_TYPES
 from tests.support.cli import run_wsreplay
+from wsreplay.sample_server import AGENT_EVENT_TYPES
 
 
 def test_demo_records_replays_offline_and_finds_both_transcripts_identical(tmp_path: Path) -> None:
@@ -17,5 +17,14 @@ def test_demo_records_replays_offline_and_finds_both_transcripts_identical(tmp_p
     timeline = run_wsreplay("show", str(cassette)).stdout
     assert "-> 401" in timeline and "REFUSED /ws" in timeline
     assert "close 1008 'Authentication failed' by server" in timeline
-    events = [event for line in timeline.splitlines() for event in AGENT_EVENT_TYPES if f'<< {{"type":"{event}"' in line]
-    assert events == ["agent_started", "agent_thinking", "agent_thinking", "tool_executing", "tool_completed", "agent_completed"]
+    events = [
+        event for line in timeline.splitlines() for event in AGENT_EVENT_TYPES if f'<< {{"type":"{event}"' in line
+    ]
+    assert events == [
+        "agent_started",
+        "agent_thinking",
+        "agent_thinking",
+        "tool_executing",
+        "tool_completed",
+        "agent_completed",
+    ]

@@ -61,9 +61,7 @@ async def stop(process: RunningWsreplay) -> None:
     assert status == 0, process.output
 
 
-async def run_under(
-    args: list[str], client: Callable[[int], Awaitable[Any]]
-) -> tuple[Any, RunningWsreplay]:
+async def run_under(args: list[str], client: Callable[[int], Awaitable[Any]]) -> tuple[Any, RunningWsreplay]:
     """Start `wsreplay ARGS`, run `client(port)` against it, stop it (exit 0)."""
     process, port = await start(*args)
     try:
@@ -107,7 +105,6 @@ async def test_kill_9_of_the_recorder_keeps_every_frame_the_client_saw(tmp_path:
             async with connect(
                 f"ws://127.0.0.1:{port}/stream", open_timeout=TIMEOUT, close_timeout=1, ping_interval=None
             ) as ws:
-
                 in_flight = asyncio.Semaphore(WINDOW)
                 cut = asyncio.Event()
 
@@ -242,7 +239,9 @@ async def test_fifty_concurrent_connections_are_recorded_apart_and_replayed_apar
     events = await show_json(cassette)
     opens = {event["id"]: event for event in events if event["kind"] == "websocket_open"}
     assert len(opens) == CONNECTIONS and all(o["response"]["status"] == 101 for o in opens.values())
-    client_of = {record_id: int(o["request"]["query"].split("&")[0].removeprefix("client=")) for record_id, o in opens.items()}
+    client_of = {
+        record_id: int(o["request"]["query"].split("&")[0].removeprefix("client=")) for record_id, o in opens.items()
+    }
     assert sorted(client_of.values()) == list(range(CONNECTIONS))
     by_connection: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for event in events:
@@ -252,7 +251,9 @@ async def test_fifty_concurrent_connections_are_recorded_apart_and_replayed_apar
     for record_id, frames in by_connection.items():
         conversation = live[client_of[record_id]]
         assert [f["text"] for f in frames if f["from"] == "client"] == conversation["sent"], f"connection #{record_id}"
-        assert [f["text"] for f in frames if f["from"] == "server"] == conversation["received"], f"connection #{record_id}"
+        assert [f["text"] for f in frames if f["from"] == "server"] == conversation["received"], (
+            f"connection #{record_id}"
+        )
         for seq, frame in enumerate(f for f in frames if json.loads(f["text"])["type"] == "echo"):
             client_frame = next(f for f in frames if f["text"] == conversation["sent"][seq])
             assert frames.index(client_frame) < frames.index(frame), f"connection #{record_id}: echo before message"
@@ -369,7 +370,8 @@ def faulty_upstream() -> ScriptedUpstream:
     echo = lambda message: [f"echo:{message}"]  # noqa: E731
     upstream.websocket("/drop", WsScript(on_open=("hello",), reply=echo, drop_after=2))
     upstream.websocket(
-        "/error", WsScript(on_open=("hello",), reply=echo, close_after=2, close_code=1011, close_reason="Internal error")
+        "/error",
+        WsScript(on_open=("hello",), reply=echo, close_after=2, close_code=1011, close_reason="Internal error"),
     )
     return upstream
 
@@ -428,9 +430,12 @@ async def test_an_upstream_drop_reaches_an_aiohttp_client_as_a_lost_connection_l
     async with faulty_upstream() as upstream:
         without_proxy = await aiohttp_close_seen(upstream.port, "/drop")
         live, _ = await run_under(
-            ["record", "--upstream", upstream.ws_url, "-o", str(cassette)], lambda port: aiohttp_close_seen(port, "/drop")
+            ["record", "--upstream", upstream.ws_url, "-o", str(cassette)],
+            lambda port: aiohttp_close_seen(port, "/drop"),
         )
-    replayed, _ = await run_under(["replay", str(cassette), "--speed", "max"], lambda port: aiohttp_close_seen(port, "/drop"))
+    replayed, _ = await run_under(
+        ["replay", str(cassette), "--speed", "max"], lambda port: aiohttp_close_seen(port, "/drop")
+    )
     assert without_proxy == live == replayed == (["hello", "echo:msg-0", "echo:msg-1"], 1006)
 
 

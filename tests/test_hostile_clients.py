@@ -34,6 +34,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.frames import Frame, Opcode
 
+from tests.support.cli import RunningWsreplay, run_wsreplay
 from wsreplay.cassette import MAX_RECORD_BYTES, Cassette, write_cassette
 from wsreplay.records import (
     CassetteHeader,
@@ -47,7 +48,6 @@ from wsreplay.records import (
 )
 from wsreplay.replay import ReplayOptions, ReplaySession
 from wsreplay.replay_server import CLOSE_TIMEOUT, ReplayServer
-from tests.support.cli import RunningWsreplay, run_wsreplay
 
 TIMEOUT = 10.0
 PROMPT = 3.0
@@ -72,12 +72,24 @@ def hello() -> dict[str, Any]:
 
 def chat_records() -> list[Record]:
     """A health check, the chat at /chat and, at /auth-failed, an error frame and a close 1008."""
-    headers = (("Host", "127.0.0.1:8765"), ("Upgrade", "websocket"), ("Connection", "Upgrade"),
-               ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="), ("Sec-WebSocket-Version", "13"))
+    headers = (
+        ("Host", "127.0.0.1:8765"),
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ("Sec-WebSocket-Version", "13"),
+    )
     upgrade = HttpRequest("GET", "http", "127.0.0.1", 8765, "/chat", headers=headers)
     refused_auth = HttpRequest("GET", "http", "127.0.0.1", 8765, "/auth-failed", headers=headers)
-    switching = HttpResponse(101, "Switching Protocols", headers=(
-        ("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")))
+    switching = HttpResponse(
+        101,
+        "Switching Protocols",
+        headers=(
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+        ),
+    )
     health = HttpRequest("GET", "http", "127.0.0.1", 8765, "/health", headers=(("Host", "127.0.0.1:8765"),))
     healthy = HttpResponse(200, "OK", headers=(("Content-Type", "application/json"),), body=HEALTH)
 
@@ -623,6 +635,7 @@ async def test_a_message_over_64_mib_is_closed_with_1009_and_others_are_served(s
 
 
 # --- half-open connections and floods --------------------------------------------------------
+
 
 async def test_half_open_connections_do_not_block_anyone(direct: Replay) -> None:
     """Clients that connect and never send the upgrade (or only half of it), one that upgrades and

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from wsreplay.html_report import script_json
 from tests.support.chat_records import (
     AGENT_EVENTS,
     HOSTILE_TEXT,
@@ -21,6 +20,7 @@ from tests.support.chat_records import (
     write_session,
 )
 from tests.support.cli import run_wsreplay
+from wsreplay.html_report import script_json
 
 THREE_DAYS = 3 * 86400 + 60
 CHROMIUM_ARGS = [
@@ -38,7 +38,9 @@ REGRESSED = tuple(event for event in AGENT_EVENTS if event != "agent_thinking")
 
 @pytest.fixture
 def demo_cassette(tmp_path: Path) -> Path:
-    return write_session(tmp_path / "demo.cassette", demo_session(), age=THREE_DAYS, upstream="reverse:https://api.staging.example")
+    return write_session(
+        tmp_path / "demo.cassette", demo_session(), age=THREE_DAYS, upstream="reverse:https://api.staging.example"
+    )
 
 
 @pytest.fixture
@@ -74,7 +76,7 @@ def test_show_prints_the_cassettes_age(demo_cassette: Path) -> None:
 def test_the_report_is_one_self_contained_file(demo_report: Path) -> None:
     page = demo_report.read_text(encoding="utf-8")
     assert not re.search(r"""\b(src|href)\s*=\s*["']?(https?:|//)""", page)
-    assert "<link rel=\"stylesheet\"" not in page and "@import" not in page
+    assert '<link rel="stylesheet"' not in page and "@import" not in page
     assert "default-src 'none'" in page
     assert page.count("<script") == 2 and '<script type="application/json" id="wsreplay-data">' in page
     assert HOSTILE_TEXT not in page and "window.pwned" in page
@@ -89,7 +91,10 @@ def test_embedded_json_cannot_close_its_script_element() -> None:
 def test_bad_input_is_one_sentence(tmp_path: Path, demo_cassette: Path) -> None:
     unwritable = run_wsreplay("show", str(demo_cassette), "--html", str(tmp_path / "missing" / "r.html"))
     assert unwritable.returncode == 2
-    assert unwritable.stderr.strip() == f"wsreplay: error: cannot write {tmp_path / 'missing' / 'r.html'}: No such file or directory"
+    assert (
+        unwritable.stderr.strip()
+        == f"wsreplay: error: cannot write {tmp_path / 'missing' / 'r.html'}: No such file or directory"
+    )
     not_a_cassette = tmp_path / "notes.txt"
     not_a_cassette.write_text("hello")
     for command in (("show", str(not_a_cassette)), ("diff", str(demo_cassette), str(not_a_cassette))):
@@ -127,7 +132,14 @@ class OpenedPage:
         self.page = browser.new_page(viewport={"width": 1300, "height": 900})
         self.problems: list[str] = []
         self.requests: list[str] = []
-        self.page.on("console", lambda message: self.problems.append(f"{message.type}: {message.text}") if message.type in ("error", "warning") else None)
+        self.page.on(
+            "console",
+            lambda message: (
+                self.problems.append(f"{message.type}: {message.text}")
+                if message.type in ("error", "warning")
+                else None
+            ),
+        )
         self.page.on("pageerror", lambda error: self.problems.append(f"page error: {error}"))
         self.page.on("request", lambda request: self.requests.append(request.url))
         self.page.goto(path.as_uri())

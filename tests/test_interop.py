@@ -21,6 +21,9 @@ from mitmproxy.io import FlowReader
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from tests.support.chat_records import auth_exchange, chat_session, text_frame, upgrade
+from tests.support.cli import RunningWsreplay, run_wsreplay
+from tests.support.staging_upstream import ScriptedUpstream, WsScript, require_header
 from wsreplay.cassette import Cassette, load_cassette
 from wsreplay.har import cassette_as_json, cassette_to_har, har_to_cassette, missing_closes_note
 from wsreplay.importers import (
@@ -42,9 +45,6 @@ from wsreplay.records import (
     WebSocketOpen,
 )
 from wsreplay.timeline import record_as_dict
-from tests.support.chat_records import auth_exchange, chat_session, text_frame, upgrade
-from tests.support.cli import RunningWsreplay, run_wsreplay
-from tests.support.staging_upstream import ScriptedUpstream, WsScript, require_header
 
 TIMEOUT = 20.0
 CREATED = 1757266800.123457
@@ -621,7 +621,14 @@ async def test_the_addons_record_and_replay_under_a_plain_mitmdump(tmp_path: Pat
         upstream_port = upstream.port
         record = ("-s", str(addon_files["recorder"]), "--set", f"wsreplay_output={cassette}")
         live = await run_mitmdump(upstream_port, confdir, *always_loaded, *record, session=chat_then_drop)
-    replay = ("-s", str(addon_files["replayer"]), "--set", "connection_strategy=lazy", "--set", f"wsreplay_cassette={cassette}")
+    replay = (
+        "-s",
+        str(addon_files["replayer"]),
+        "--set",
+        "connection_strategy=lazy",
+        "--set",
+        f"wsreplay_cassette={cassette}",
+    )
     replayed = await run_mitmdump(upstream_port, confdir, *always_loaded, *replay, session=chat_then_drop)
 
     assert live == replayed == ("hello", 1006)

@@ -203,7 +203,9 @@ VOLATILE_KINDS = {
     "uuid": lambda rnd: str(uuid.UUID(int=rnd.getrandbits(128))),
     "epoch": lambda rnd: rnd.randrange(1_600_000_000, 1_900_000_000),
     "epoch_ms": lambda rnd: rnd.randrange(1_600_000_000_000, 1_900_000_000_000),
-    "datetime": lambda rnd: f"2026-{rnd.randrange(1, 13):02d}-{rnd.randrange(1, 29):02d}T10:{rnd.randrange(60):02d}:00Z",
+    "datetime": lambda rnd: (
+        f"2026-{rnd.randrange(1, 13):02d}-{rnd.randrange(1, 29):02d}T10:{rnd.randrange(60):02d}:00Z"
+    ),
     "jwt": lambda rnd: token(f"user{rnd.randrange(1000)}@example.com"),
     "hex": lambda rnd: f"{rnd.getrandbits(96):024x}1",
 }
@@ -216,8 +218,10 @@ leaves = (
 keys = st.sampled_from(["content", "type", "items", "sku", "id", "thread_id", "requestId", "timestamp", "session"])
 templates = st.recursive(
     leaves,
-    lambda children: st.lists(children, max_size=3).map(lambda items: ("list", items))
-    | st.dictionaries(keys, children, max_size=4).map(lambda entries: ("dict", entries)),
+    lambda children: (
+        st.lists(children, max_size=3).map(lambda items: ("list", items))
+        | st.dictionaries(keys, children, max_size=4).map(lambda entries: ("dict", entries))
+    ),
     max_leaves=12,
 )
 

@@ -37,9 +37,7 @@ def confdir(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @asynccontextmanager
-async def running_proxy(
-    settings: ProxySettings, addons: Sequence[object] = ()
-) -> AsyncIterator[tuple[ProxyHost, int]]:
+async def running_proxy(settings: ProxySettings, addons: Sequence[object] = ()) -> AsyncIterator[tuple[ProxyHost, int]]:
     host = ProxyHost(settings, addons)
     _, port = await asyncio.wait_for(host.start(), TIMEOUT)
     try:
@@ -49,9 +47,7 @@ async def running_proxy(
 
 
 @asynccontextmanager
-async def aiohttp_server(
-    app: web.Application, ssl_context: ssl.SSLContext | None = None
-) -> AsyncIterator[int]:
+async def aiohttp_server(app: web.Application, ssl_context: ssl.SSLContext | None = None) -> AsyncIterator[int]:
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
@@ -189,9 +185,7 @@ async def test_port_in_use_is_a_clear_start_error(confdir: str) -> None:
         (ProxySettings(mode="regular", scripts=["/nonexistent/addon.py"]), "invalid option: No such script"),
     ],
 )
-async def test_bad_configuration_is_a_clear_start_error(
-    confdir: str, settings: ProxySettings, message: str
-) -> None:
+async def test_bad_configuration_is_a_clear_start_error(confdir: str, settings: ProxySettings, message: str) -> None:
     settings.confdir = confdir
     with pytest.raises(ProxyStartError, match=f"^{message}"):
         await asyncio.wait_for(ProxyHost(settings, []).start(), TIMEOUT)
@@ -236,9 +230,7 @@ async def test_only_one_proxy_per_process(confdir: str) -> None:
 
 
 def test_threaded_variant_from_sync_code(confdir: str) -> None:
-    settings = ProxySettings(
-        mode="reverse:http://upstream.invalid", confdir=confdir, connection_strategy="lazy"
-    )
+    settings = ProxySettings(mode="reverse:http://upstream.invalid", confdir=confdir, connection_strategy="lazy")
     host = ProxyHost(settings, [Responder()])
     listen_host, port = host.start_in_thread()
     try:
@@ -259,9 +251,7 @@ def test_threaded_variant_reports_start_errors(confdir: str) -> None:
 
 
 async def test_lazy_strategy_answers_without_upstream_in_reverse_mode(confdir: str) -> None:
-    settings = ProxySettings(
-        mode=f"reverse:https://{STAGING_HOST}", confdir=confdir, connection_strategy="lazy"
-    )
+    settings = ProxySettings(mode=f"reverse:https://{STAGING_HOST}", confdir=confdir, connection_strategy="lazy")
     async with running_proxy(settings, [Responder()]) as (_, port):
         async with aiohttp.ClientSession(timeout=CLIENT_TIMEOUT) as session:
             async with session.get(f"http://127.0.0.1:{port}/reverse") as response:
@@ -270,9 +260,7 @@ async def test_lazy_strategy_answers_without_upstream_in_reverse_mode(confdir: s
 
 
 @pytest.mark.parametrize("scheme", ["http", "https"])
-async def test_lazy_strategy_answers_without_upstream_in_regular_mode(
-    confdir: str, scheme: str
-) -> None:
+async def test_lazy_strategy_answers_without_upstream_in_regular_mode(confdir: str, scheme: str) -> None:
     settings = ProxySettings(mode="regular", confdir=confdir, connection_strategy="lazy")
     async with running_proxy(settings, [Responder()]) as (host, port):
         trust = ssl.create_default_context(cafile=str(host.ca_cert_path))
@@ -311,9 +299,7 @@ def _private_key_pem(entry: certs.CertStoreEntry) -> bytes:
     )
 
 
-async def test_server_connect_can_redirect_tcp_destination_keeping_sni(
-    confdir: str, tmp_path: Path
-) -> None:
+async def test_server_connect_can_redirect_tcp_destination_keeping_sni(confdir: str, tmp_path: Path) -> None:
     staging = StagingTLS(tmp_path)
     async with aiohttp_server(hello_app(), staging.context) as upstream_port:
         settings = ProxySettings(mode="regular", confdir=confdir, upstream_ca=str(staging.ca_file))
@@ -329,9 +315,7 @@ async def test_server_connect_can_redirect_tcp_destination_keeping_sni(
     assert staging.server_names == [STAGING_HOST]
 
 
-async def test_server_connect_redirect_for_websockets_in_reverse_mode(
-    confdir: str, tmp_path: Path
-) -> None:
+async def test_server_connect_redirect_for_websockets_in_reverse_mode(confdir: str, tmp_path: Path) -> None:
     staging = StagingTLS(tmp_path)
     async with ws_serve(echo, "127.0.0.1", 0, ssl=staging.context) as server:
         upstream_port = next(iter(server.sockets)).getsockname()[1]

@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 
-from wsreplay.cassette import Cassette, write_cassette
-from wsreplay.records import WebSocketClose
 from tests.support.cli import RunningWsreplay, run_wsreplay
 from tests.support.node import NODE, node_version
 from tests.support.replay_records import HEADER, accepted_open, client, server, upgrade_request
 from tests.support.scenario import AGENT_EVENTS, browser_staging_upstream
+from wsreplay.cassette import Cassette, write_cassette
+from wsreplay.records import WebSocketClose
 
 CLIENT = Path(__file__).parent / "support" / "node_client.mjs"
 TIMEOUT = 60
@@ -35,8 +35,15 @@ async def node_under(*wsreplay_args: str) -> list[Any]:
     """Run the Node scenario under `wsreplay ARGS -- node ...`; its transcript (exit 0 required)."""
     assert NODE is not None
     result = await asyncio.to_thread(
-        run_wsreplay, *wsreplay_args, "--listen", "127.0.0.1:0", "--", NODE, "--experimental-websocket",
-        str(CLIENT), timeout=TIMEOUT,
+        run_wsreplay,
+        *wsreplay_args,
+        "--listen",
+        "127.0.0.1:0",
+        "--",
+        NODE,
+        "--experimental-websocket",
+        str(CLIENT),
+        timeout=TIMEOUT,
     )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -97,8 +104,14 @@ async def test_nodes_websocket_gets_every_frame_and_a_clean_close_from_a_direct_
     try:
         port = await asyncio.to_thread(replay.wait_listening)
         node = await asyncio.create_subprocess_exec(
-            NODE, "--experimental-websocket", "--input-type=module", "-e", SERVER_CLOSES, f"ws://127.0.0.1:{port}/ws",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            NODE,
+            "--experimental-websocket",
+            "--input-type=module",
+            "-e",
+            SERVER_CLOSES,
+            f"ws://127.0.0.1:{port}/ws",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         stdout, stderr = await asyncio.wait_for(node.communicate(), TIMEOUT)
     finally:

@@ -12,16 +12,16 @@ import sys
 import textwrap
 from pathlib import Path
 
+from tests.support.scenario import staging_upstream
+from tests.support.tls import make_private_ca
 from wsreplay.cassette import load_cassette
 from wsreplay.records import WebSocketOpen
 from wsreplay.sample_server import SampleServerConfig, start_sample_server
-from tests.support.scenario import staging_upstream
-from tests.support.tls import make_private_ca
 
 EXAMPLE_SUITE = Path(__file__).parent / "example_suite"
 TIMEOUT = 180
 
-USER_TEST = '''
+USER_TEST = """
 import asyncio, json, time, uuid
 
 import aiohttp
@@ -55,13 +55,25 @@ def test_sync_refused_upgrade(wsreplay):
     with pytest.raises(websocket.WebSocketBadStatusException) as refused:
         websocket.create_connection(f"{wsreplay.ws_url}/ws", timeout=10)
     assert refused.value.status_code == 403
-'''
+"""
 
 
 def run_pytest(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pytest", str(directory), "-p", "no:cacheprovider", "-q", "-W", "ignore::DeprecationWarning",
-         "-o", "asyncio_mode=auto", *args],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(directory),
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "-W",
+            "ignore::DeprecationWarning",
+            "-o",
+            "asyncio_mode=auto",
+            *args,
+        ],
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
@@ -98,7 +110,9 @@ async def test_record_once_then_replay_offline_then_catch_a_change(tmp_path: Pat
     assert offline.returncode == 0, offline.stdout + offline.stderr
     assert "3 passed" in offline.stdout
 
-    (tmp_path / "test_user_suite.py").write_text(USER_TEST.replace('MESSAGE_TYPE = "message"', 'MESSAGE_TYPE = "start_agent"'))
+    (tmp_path / "test_user_suite.py").write_text(
+        USER_TEST.replace('MESSAGE_TYPE = "message"', 'MESSAGE_TYPE = "start_agent"')
+    )
     changed = await asyncio.to_thread(run_pytest, tmp_path)
     assert changed.returncode == 1
     assert "1 failed, 2 passed" in changed.stdout
@@ -130,9 +144,13 @@ async def test_new_episodes_records_only_what_is_missing(tmp_path: Path) -> None
     )
     async with staging_upstream() as upstream:
         upstream.route("POST", "/second", status=401, json_body={"detail": "second"})
-        first = await asyncio.to_thread(run_pytest, tmp_path, "--wsreplay-mode", "once", "--wsreplay-upstream", upstream.http_url)
+        first = await asyncio.to_thread(
+            run_pytest, tmp_path, "--wsreplay-mode", "once", "--wsreplay-upstream", upstream.http_url
+        )
         assert first.returncode == 0, first.stdout
-        suite.write_text(suite.read_text().replace('PATHS = ["/auth/e2e/test-auth"]', 'PATHS = ["/auth/e2e/test-auth", "/second"]'))
+        suite.write_text(
+            suite.read_text().replace('PATHS = ["/auth/e2e/test-auth"]', 'PATHS = ["/auth/e2e/test-auth", "/second"]')
+        )
         episodes = await asyncio.to_thread(
             run_pytest, tmp_path, "--wsreplay-mode", "new_episodes", "--wsreplay-upstream", upstream.http_url
         )
@@ -152,10 +170,17 @@ async def test_the_example_suite_records_and_replays_hard_coded_staging_urls(tmp
     server = await start_sample_server(config=SampleServerConfig(), ssl_context=ca.server_ssl_context([host]))
     try:
         recorded = await asyncio.to_thread(
-            run_pytest, EXAMPLE_SUITE, *suite, "--wsreplay-mode", "all",
-            "--wsreplay-upstream", f"https://127.0.0.1:{server.port}",
-            "--wsreplay-upstream-ca", str(ca.ca_cert_path),
-            "--wsreplay-resolve", f"{host}=127.0.0.1:{server.port}",
+            run_pytest,
+            EXAMPLE_SUITE,
+            *suite,
+            "--wsreplay-mode",
+            "all",
+            "--wsreplay-upstream",
+            f"https://127.0.0.1:{server.port}",
+            "--wsreplay-upstream-ca",
+            str(ca.ca_cert_path),
+            "--wsreplay-resolve",
+            f"{host}=127.0.0.1:{server.port}",
         )
     finally:
         await server.close()

@@ -14,11 +14,9 @@ from pathlib import Path
 
 import msgpack
 import pytest
+from mitmproxy.test import tflow
 from websockets.asyncio.client import connect
 
-from mitmproxy.test import tflow
-
-from wsreplay.flows import AnswerClock, answer_timing
 from tests.support.cli import RunningWsreplay, run_wsreplay
 from tests.support.clients import (
     BINARY_PROBE,
@@ -29,6 +27,7 @@ from tests.support.clients import (
 from tests.support.scenario import AUTH_FAILURE_FRAME, staging_upstream
 from tests.support.staging_upstream import WsScript
 from tests.support.tls import make_private_ca
+from wsreplay.flows import AnswerClock, answer_timing
 
 
 def show_json(cassette: Path) -> list[dict]:
@@ -84,12 +83,23 @@ async def test_record_staging_scenario_with_three_client_libraries(tmp_path: Pat
         ("/ws", 101),
         ("/ws-bug", 101),
     ] * 3
-    for chat, bug in ((opens[1]["id"], opens[2]["id"]), (opens[4]["id"], opens[5]["id"]), (opens[7]["id"], opens[8]["id"])):
+    for chat, bug in (
+        (opens[1]["id"], opens[2]["id"]),
+        (opens[4]["id"], opens[5]["id"]),
+        (opens[7]["id"], opens[8]["id"]),
+    ):
         chat_frames = frames_of(events, chat)
         directions = [f["from"] for f in chat_frames]
         assert directions == ["server", "server", "client"] + ["server"] * 6 + ["client", "server"]
         types = [json.loads(f["text"]).get("type") for f in chat_frames if f["opcode"] == "text"]
-        assert types[3:] == ["ack", "agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_completed"]
+        assert types[3:] == [
+            "ack",
+            "agent_started",
+            "agent_thinking",
+            "tool_executing",
+            "tool_completed",
+            "agent_completed",
+        ]
         assert chat_frames[-2]["opcode"] == "binary"
         assert chat_frames[-1]["opcode"] == "binary"
         assert base64.b64decode(chat_frames[-1]["base64"]) == b"echo:" + BINARY_PROBE
@@ -183,9 +193,19 @@ async def test_record_in_regular_mode_through_https_proxy_with_tls_interception(
     cassette = tmp_path / "regular.cassette"
     async with staging_upstream(ssl_context=ca.server_ssl_context([STAGING_HOST])) as upstream:
         recorder = RunningWsreplay(
-            "record", "--mode", "regular", "--listen", "127.0.0.1:0", "-o", str(cassette),
-            "--confdir", str(mitm_confdir), "--upstream-ca", str(ca.ca_cert_path),
-            "--resolve", f"{STAGING_HOST}=127.0.0.1:{upstream.port}",
+            "record",
+            "--mode",
+            "regular",
+            "--listen",
+            "127.0.0.1:0",
+            "-o",
+            str(cassette),
+            "--confdir",
+            str(mitm_confdir),
+            "--upstream-ca",
+            str(ca.ca_cert_path),
+            "--resolve",
+            f"{STAGING_HOST}=127.0.0.1:{upstream.port}",
         )
         try:
             port = await asyncio.to_thread(recorder.wait_listening)
@@ -218,7 +238,9 @@ async def test_record_in_regular_mode_through_https_proxy_with_tls_interception(
     ]
     bug_close = [e for e in events if e["kind"] == "close" and e["id"] == opens[2]["id"]]
     assert [(c["code"], c["reason"], c["closed_by"]) for c in bug_close] == [(1008, "Authentication failed", "server")]
-    assert sum(e["kind"] == "frame" for e in events) == len([t for t in transcript if t[0] == "recv"]) + 2  # + the chat message and the binary probe
+    assert (
+        sum(e["kind"] == "frame" for e in events) == len([t for t in transcript if t[0] == "recv"]) + 2
+    )  # + the chat message and the binary probe
 
 
 def _timed_flow(client: float, connect: float, request: float, answered: float) -> object:

@@ -128,8 +128,21 @@ def body_json(response: HttpResponse | None) -> Any:
 
 @pytest.mark.parametrize(
     "name",
-    ["X-E2E-Bypass-Key", "X-Api-Key", "X-APIKEY", "X-Auth-Token", "api_key", "apiKey", "access_token", "refreshToken",
-     "accesstoken", "password", "client_secret", "secret", "X-Client-Credentials"],
+    [
+        "X-E2E-Bypass-Key",
+        "X-Api-Key",
+        "X-APIKEY",
+        "X-Auth-Token",
+        "api_key",
+        "apiKey",
+        "access_token",
+        "refreshToken",
+        "accesstoken",
+        "password",
+        "client_secret",
+        "secret",
+        "X-Client-Credentials",
+    ],
 )
 def test_names_that_say_secret(name: str) -> None:
     assert name_says_secret(name, RedactionRules().secret_words)
@@ -328,10 +341,42 @@ def test_redacting_twice_changes_nothing() -> None:
 SLASHED = "k3y/With+Slash=="
 """A secret as some JSON encoders write it inside a string: ``k3y\\/With+Slash==``."""
 PIECES = [
-    "{", "[", "}", "]", '"', ":", ",", " ", "\n", "\u3000", "\xa0", "*", "é", "BAsd7&jh23",
-    '"type"', '"note"', '"apiKey"', '"pass_word"', '"Tok-En"', "KEY", "token", "Password", "pass", "word",
-    "eyJ", "ZXlK", "\\u006bey", "\\/", '\\"',
-    TOKEN, wrap(TOKEN), REFRESH, BYPASS_KEY, SLASHED, SLASHED.replace("/", "\\/"), "\udcfe",
+    "{",
+    "[",
+    "}",
+    "]",
+    '"',
+    ":",
+    ",",
+    " ",
+    "\n",
+    "\u3000",
+    "\xa0",
+    "*",
+    "é",
+    "BAsd7&jh23",
+    '"type"',
+    '"note"',
+    '"apiKey"',
+    '"pass_word"',
+    '"Tok-En"',
+    "KEY",
+    "token",
+    "Password",
+    "pass",
+    "word",
+    "eyJ",
+    "ZXlK",
+    "\\u006bey",
+    "\\/",
+    '\\"',
+    TOKEN,
+    wrap(TOKEN),
+    REFRESH,
+    BYPASS_KEY,
+    SLASHED,
+    SLASHED.replace("/", "\\/"),
+    "\udcfe",
 ]
 
 
@@ -489,9 +534,7 @@ METADATA = {"suite": "staging-e2e", "ci_token": CI_TOKEN}
 
 
 @asynccontextmanager
-async def recording_proxy(
-    upstream_port: int, output: Path, confdir: Path, redact: bool
-) -> AsyncIterator[int]:
+async def recording_proxy(upstream_port: int, output: Path, confdir: Path, redact: bool) -> AsyncIterator[int]:
     settings = ProxySettings(
         mode=f"reverse:http://127.0.0.1:{upstream_port}",
         confdir=str(confdir),

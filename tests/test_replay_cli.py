@@ -18,10 +18,6 @@ import pytest
 import websockets
 from websockets.asyncio.client import connect
 
-from wsreplay.cassette import load_cassette
-from wsreplay.jwt import mint_access_token
-from wsreplay.records import WebSocketFrame
-from wsreplay.sample_server import AGENT_EVENT_TYPES, SampleServerConfig, start_sample_server
 from tests.support.cli import RunningWsreplay, run_proxy
 from tests.support.clients import (
     aiohttp_scenario,
@@ -33,6 +29,10 @@ from tests.support.scenario import staging_upstream
 from tests.support.staging_upstream import WsScript
 from tests.support.timing import TIMING_TOLERANCE, loop_lag
 from tests.support.tls import make_private_ca
+from wsreplay.cassette import load_cassette
+from wsreplay.jwt import mint_access_token
+from wsreplay.records import WebSocketFrame
+from wsreplay.sample_server import AGENT_EVENT_TYPES, SampleServerConfig, start_sample_server
 
 Scenario = Callable[[str, str], Awaitable[list]]
 
@@ -81,8 +81,14 @@ async def test_replay_in_regular_mode_over_tls_is_offline(
     common = ["--mode", "regular", "--confdir", str(mitm_confdir), "--listen", "127.0.0.1:0"]
     async with staging_upstream(ssl_context=ca.server_ssl_context([host])) as upstream:
         recorder = RunningWsreplay(
-            "record", *common, "-o", str(cassette), "--upstream-ca", str(ca.ca_cert_path),
-            "--resolve", f"{host}=127.0.0.1:{upstream.port}",
+            "record",
+            *common,
+            "-o",
+            str(cassette),
+            "--upstream-ca",
+            str(ca.ca_cert_path),
+            "--resolve",
+            f"{host}=127.0.0.1:{upstream.port}",
         )
         try:
             live = await client_through_env_proxy(await asyncio.to_thread(recorder.wait_listening), recorder)
@@ -114,7 +120,9 @@ async def test_seven_concurrent_connections_each_get_a_whole_recorded_conversati
         async def one(number: int) -> list[str]:
             async with connect(f"ws://127.0.0.1:{port}/ws", open_timeout=10) as ws:
                 received = [await asyncio.wait_for(ws.recv(), 10)]
-                await ws.send(json.dumps({"type": "message", "content": f"client-{number}", "run_id": str(uuid.uuid4())}))
+                await ws.send(
+                    json.dumps({"type": "message", "content": f"client-{number}", "run_id": str(uuid.uuid4())})
+                )
                 for _ in range(3):
                     received.append(await asyncio.wait_for(ws.recv(), 10))
                 return received

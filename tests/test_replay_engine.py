@@ -11,6 +11,17 @@ from collections.abc import Sequence
 
 import pytest
 
+from tests.support.replay_records import (
+    AUTH_FAILED,
+    HEADER,
+    accepted_open,
+    client,
+    conversations_for,
+    http_request,
+    json_response,
+    server,
+    upgrade_request,
+)
 from wsreplay.cassette import Cassette
 from wsreplay.jwt import mint_access_token
 from wsreplay.matchers import DEFAULT_HTTP_MATCHERS, Difference, Ignore
@@ -38,17 +49,6 @@ from wsreplay.replay import (
     Send,
     Unmatched,
     parse_speed,
-)
-from tests.support.replay_records import (
-    AUTH_FAILED,
-    HEADER,
-    accepted_open,
-    client,
-    conversations_for,
-    http_request,
-    json_response,
-    server,
-    upgrade_request,
 )
 
 
@@ -456,8 +456,6 @@ def test_seven_concurrent_connections_each_get_their_own_conversation() -> None:
         assert sends(pong) == [json.dumps({"pong": n}).encode()]
     report = replay.report()
     assert report.websockets_accepted == 7 and report.mismatch_count == 0 and report.unused_connections == ()
-
-
 
 
 def test_a_client_frame_leads_to_the_sibling_conversation_it_was_recorded_in() -> None:

@@ -22,11 +22,11 @@ import pytest
 import websockets
 from websockets.asyncio.client import connect
 
-from wsreplay.cassette import load_cassette, write_cassette
-from wsreplay.records import HttpExchange, WebSocketFrame, WebSocketOpen
 from tests.support.cli import run_proxy
 from tests.support.staging_upstream import Pause, ScriptedUpstream, WsScript
 from tests.support.timing import TIMING_TOLERANCE, loop_lag
+from wsreplay.cassette import load_cassette, write_cassette
+from wsreplay.records import HttpExchange, WebSocketFrame, WebSocketOpen
 
 Phases = dict[str, float]
 TIMEOUT = 10.0

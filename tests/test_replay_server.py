@@ -18,6 +18,18 @@ import websocket as websocket_client
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
+from tests.support.replay_records import (
+    AUTH_FAILED,
+    HEADER,
+    accepted_open,
+    client,
+    conversations_for,
+    http_request,
+    json_response,
+    server,
+    upgrade_request,
+)
+from tests.support.timing import TIMING_TOLERANCE, loop_lag
 from wsreplay.addons.replayer import Replayer
 from wsreplay.cassette import Cassette, write_cassette
 from wsreplay.jwt import mint_access_token
@@ -31,18 +43,6 @@ from wsreplay.records import (
 )
 from wsreplay.replay import Accepted, ReplayOptions, ReplaySession
 from wsreplay.replay_server import CONNECTION_HEADER, ReplayServer
-from tests.support.replay_records import (
-    AUTH_FAILED,
-    HEADER,
-    accepted_open,
-    client,
-    conversations_for,
-    http_request,
-    json_response,
-    server,
-    upgrade_request,
-)
-from tests.support.timing import TIMING_TOLERANCE, loop_lag
 
 TIMEOUT = 10.0
 MAX_FRAMES = 100
@@ -150,7 +150,12 @@ async def test_http_401_is_replayed_byte_identical_every_time() -> None:
         assert f"{name}: {value}".encode() in lines
     assert payload == UNAUTHORIZED.body
     assert {line.split(b":")[0].lower() for line in lines[1:]} == {
-        b"date", b"server", b"content-type", b"x-request-id", b"content-length", b"connection"
+        b"date",
+        b"server",
+        b"content-type",
+        b"x-request-id",
+        b"content-length",
+        b"connection",
     }
 
 
@@ -287,7 +292,7 @@ async def test_recorded_gaps_are_kept_at_the_replay_speed(speed: float | None, s
                 await asyncio.wait_for(connection.recv(), TIMEOUT)
     gaps = [arrivals[0], arrivals[1] - arrivals[0], arrivals[2] - arrivals[1], after_trigger]
     tolerance = TIMING_TOLERANCE + max(lags)
-    for measured, recorded in zip(gaps, (0.10, 0.15, 0.05, 0.15)):
+    for measured, recorded in zip(gaps, (0.10, 0.15, 0.05, 0.15), strict=True):
         assert abs(measured - recorded * scale) <= tolerance, (gaps, speed, max(lags))
 
 

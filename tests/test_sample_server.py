@@ -19,6 +19,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Subprotocol
 
+from tests.support.staging_upstream import ScriptedUpstream, WsScript, require_header
+from tests.support.tls import PrivateCA, make_private_ca
 from wsreplay.jwt import (
     JWT_PATTERN,
     decode_unverified,
@@ -32,11 +34,10 @@ from wsreplay.sample_server import (
     SampleServerConfig,
     start_sample_server,
 )
-from tests.support.staging_upstream import ScriptedUpstream, WsScript, require_header
-from tests.support.tls import PrivateCA, make_private_ca
 
 TIMEOUT = 5.0
-SECRET = SampleServerConfig().jwt_secret
+DEFAULT_CONFIG = SampleServerConfig()
+SECRET = DEFAULT_CONFIG.jwt_secret
 EMAIL = "chat-user@staging.example"
 TURN_EVENTS = [
     "agent_started",
@@ -58,7 +59,7 @@ async def start_server() -> AsyncIterator[StartServer]:
     """Start sample servers on ephemeral ports; all are closed after the test."""
     servers: list[SampleServer] = []
 
-    async def start(config: SampleServerConfig = SampleServerConfig(), **kwargs: Any) -> SampleServer:
+    async def start(config: SampleServerConfig = DEFAULT_CONFIG, **kwargs: Any) -> SampleServer:
         server = await start_sample_server(config=config, **kwargs)
         servers.append(server)
         return server
@@ -595,7 +596,17 @@ def test_minted_tokens_have_staging_claims_and_fresh_ids() -> None:
     header, claims = decode_unverified(first)
     assert header == {"alg": "HS256", "typ": "JWT"}
     assert claims.keys() == {
-        "sub", "iat", "exp", "type", "token_type", "iss", "aud", "jti", "env", "email", "permissions"
+        "sub",
+        "iat",
+        "exp",
+        "type",
+        "token_type",
+        "iss",
+        "aud",
+        "jti",
+        "env",
+        "email",
+        "permissions",
     }
     assert isinstance(claims["iat"], int) and claims["exp"] == claims["iat"] + 60
     assert claims["env"] == "staging" and claims["permissions"] == ["read"]

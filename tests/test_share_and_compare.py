@@ -16,13 +16,13 @@ import httpx
 import pytest
 import websocket as websocket_client
 
+from tests.support.cli import run_wsreplay
+from tests.support.clients import chat_message, is_last_event
 from wsreplay.addons.recorder import Recorder
 from wsreplay.addons.replayer import Replayer
 from wsreplay.cassette import load_cassette
 from wsreplay.mitm import ProxyHost, ProxySettings
 from wsreplay.sample_server import DEFAULT_BYPASS_KEY, SampleServerConfig, start_sample_server
-from tests.support.cli import run_wsreplay
-from tests.support.clients import chat_message, is_last_event
 
 TIMEOUT = 10
 

@@ -9,13 +9,13 @@ import asyncio
 import time
 from pathlib import Path
 
-from wsreplay.cassette import load_cassette
 from tests.support.chat_records import auth_exchange, write_session
 from tests.support.scenario import staging_upstream
 from tests.test_pytest_plugin import run_pytest
+from wsreplay.cassette import load_cassette
 
 DAY = 86400
-SUITE = '''
+SUITE = """
 import httpx
 import pytest
 
@@ -33,7 +33,7 @@ def test_old(wsreplay):
 @pytest.mark.wsreplay
 def test_recent(wsreplay):
     assert log_in(wsreplay.url).status_code == 401
-'''
+"""
 
 
 def make_suite(directory: Path, old_age: float = 40 * DAY) -> tuple[Path, Path]:
@@ -64,7 +64,10 @@ def test_fail_from_the_ini_options(tmp_path: Path) -> None:
     result = run_pytest(tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "1 passed, 1 error" in result.stdout
-    assert f"wsreplay: cassette {old} is stale: recorded 40 days ago, more than 30 days ago (--wsreplay-max-age 720h)" in result.stdout
+    assert (
+        f"wsreplay: cassette {old} is stale: recorded 40 days ago, more than 30 days ago (--wsreplay-max-age 720h)"
+        in result.stdout
+    )
 
 
 def test_without_a_max_age_nothing_is_stale(tmp_path: Path) -> None:
@@ -79,8 +82,16 @@ async def test_rerecord_records_the_stale_cassette_again_from_the_upstream(tmp_p
     recent_created = load_cassette(recent).header.created
     async with staging_upstream() as upstream:
         result = await asyncio.to_thread(
-            run_pytest, tmp_path, "--wsreplay-max-age", "30d", "--wsreplay-on-stale", "rerecord",
-            "--wsreplay-mode", "once", "--wsreplay-upstream", upstream.http_url,
+            run_pytest,
+            tmp_path,
+            "--wsreplay-max-age",
+            "30d",
+            "--wsreplay-on-stale",
+            "rerecord",
+            "--wsreplay-mode",
+            "once",
+            "--wsreplay-upstream",
+            upstream.http_url,
         )
         reached = [request.path for request in upstream.requests]
     assert result.returncode == 0, result.stdout + result.stderr
@@ -94,7 +105,9 @@ async def test_rerecord_records_the_stale_cassette_again_from_the_upstream(tmp_p
 
 def test_rerecord_without_an_upstream_fails_saying_one_is_needed(tmp_path: Path) -> None:
     old, _ = make_suite(tmp_path)
-    result = run_pytest(tmp_path, "--wsreplay-max-age", "30d", "--wsreplay-on-stale", "rerecord", "--wsreplay-mode", "once")
+    result = run_pytest(
+        tmp_path, "--wsreplay-max-age", "30d", "--wsreplay-on-stale", "rerecord", "--wsreplay-mode", "once"
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     assert "1 passed, 1 error" in result.stdout
     assert (
@@ -105,7 +118,15 @@ def test_rerecord_without_an_upstream_fails_saying_one_is_needed(tmp_path: Path)
 
 def test_rerecord_in_mode_none_fails_rather_than_reach_the_network(tmp_path: Path) -> None:
     make_suite(tmp_path)
-    result = run_pytest(tmp_path, "--wsreplay-max-age", "30d", "--wsreplay-on-stale", "rerecord", "--wsreplay-upstream", "http://127.0.0.1:9")
+    result = run_pytest(
+        tmp_path,
+        "--wsreplay-max-age",
+        "30d",
+        "--wsreplay-on-stale",
+        "rerecord",
+        "--wsreplay-upstream",
+        "http://127.0.0.1:9",
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     assert "record mode none never records: re-record it with --wsreplay-mode once" in result.stdout
 
@@ -113,8 +134,14 @@ def test_rerecord_in_mode_none_fails_rather_than_reach_the_network(tmp_path: Pat
 def test_a_bad_max_age_is_one_usage_error(tmp_path: Path) -> None:
     make_suite(tmp_path)
     for args, message in (
-        (("--wsreplay-max-age", "30x"), "ERROR: --wsreplay-max-age (or ini wsreplay_max_age): '30x' is not a duration such as 90s, 30m, 12h or 30d"),
-        (("-o", "wsreplay_on_stale=explode"), "ERROR: wsreplay_on_stale must be one of warn, fail, rerecord, not 'explode'"),
+        (
+            ("--wsreplay-max-age", "30x"),
+            "ERROR: --wsreplay-max-age (or ini wsreplay_max_age): '30x' is not a duration such as 90s, 30m, 12h or 30d",
+        ),
+        (
+            ("-o", "wsreplay_on_stale=explode"),
+            "ERROR: wsreplay_on_stale must be one of warn, fail, rerecord, not 'explode'",
+        ),
     ):
         result = run_pytest(tmp_path, *args)
         assert result.returncode == 4, result.stdout + result.stderr

@@ -4,15 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from wsreplay.records import Record, WebSocketClose
-from wsreplay.verify import (
-    DEFAULT_EXPECTATION,
-    ExpectationError,
-    Step,
-    match_problem,
-    parse_expectation,
-    verify_records,
-)
 from tests.support.chat_records import (
     AGENT_EVENTS,
     REGRESSED_EVENTS,
@@ -21,6 +12,15 @@ from tests.support.chat_records import (
     chat_session,
     text_frame,
     upgrade,
+)
+from wsreplay.records import Record, WebSocketClose
+from wsreplay.verify import (
+    DEFAULT_EXPECTATION,
+    ExpectationError,
+    Step,
+    match_problem,
+    parse_expectation,
+    verify_records,
 )
 
 SHAPES = ("flat", "wrapped", "system_message")

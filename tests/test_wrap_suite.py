@@ -14,9 +14,9 @@ import sys
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
-from wsreplay.sample_server import SampleServerConfig, start_sample_server
 from tests.support.cli import run_wsreplay
 from tests.support.tls import make_private_ca
+from wsreplay.sample_server import SampleServerConfig, start_sample_server
 
 SUITE = Path(__file__).parent / "staging_suite"
 HOSTS = ("api.staging.wsreplay.test", "auth.staging.wsreplay.test")
@@ -25,13 +25,24 @@ HOSTS = ("api.staging.wsreplay.test", "auth.staging.wsreplay.test")
 def outcomes(junit_xml: Path) -> dict[str, str]:
     cases = ElementTree.parse(junit_xml).getroot().iter("testcase")
     return {
-        case.get("name", ""): next((child.tag for child in case if child.tag in ("failure", "error", "skipped")), "passed")
+        case.get("name", ""): next(
+            (child.tag for child in case if child.tag in ("failure", "error", "skipped")), "passed"
+        )
         for case in cases
     }
 
 
 def pytest_command(junit_xml: Path) -> list[str]:
-    return [sys.executable, "-m", "pytest", str(SUITE), "-c", str(SUITE / "pytest.ini"), "-q", f"--junitxml={junit_xml}"]
+    return [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(SUITE),
+        "-c",
+        str(SUITE / "pytest.ini"),
+        "-q",
+        f"--junitxml={junit_xml}",
+    ]
 
 
 async def test_a_staging_suite_runs_unchanged_under_record_then_replay(tmp_path: Path, mitm_confdir: Path) -> None:
@@ -45,8 +56,15 @@ async def test_a_staging_suite_runs_unchanged_under_record_then_replay(tmp_path:
         resolve = [arg for host in HOSTS for arg in ("--resolve", f"{host}=127.0.0.1:{server.port}")]
         recorded = await asyncio.to_thread(
             run_wsreplay,
-            "record", *common, "--upstream-ca", str(ca.ca_cert_path), *resolve, "-o", str(cassette),
-            "--", *pytest_command(tmp_path / "live.xml"),
+            "record",
+            *common,
+            "--upstream-ca",
+            str(ca.ca_cert_path),
+            *resolve,
+            "-o",
+            str(cassette),
+            "--",
+            *pytest_command(tmp_path / "live.xml"),
             timeout=300,
         )
     finally:

@@ -14,8 +14,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from wsreplay.sample_server import SampleServerConfig, start_sample_server
 from tests.support.tls import make_private_ca
+from wsreplay.sample_server import SampleServerConfig, start_sample_server
 
 SUITE = Path(__file__).parent
 STAGING_HOST = "api.staging.wsreplay.test"
@@ -29,11 +29,21 @@ async def main() -> int:
         )
         try:
             command = [
-                sys.executable, "-m", "pytest", str(SUITE), "-c", str(SUITE / "pytest.ini"), "-q",
-                "--wsreplay-mode", "all",
-                "--wsreplay-upstream", f"https://127.0.0.1:{server.port}",
-                "--wsreplay-upstream-ca", str(ca.ca_cert_path),
-                "--wsreplay-resolve", f"{STAGING_HOST}=127.0.0.1:{server.port}",
+                sys.executable,
+                "-m",
+                "pytest",
+                str(SUITE),
+                "-c",
+                str(SUITE / "pytest.ini"),
+                "-q",
+                "--wsreplay-mode",
+                "all",
+                "--wsreplay-upstream",
+                f"https://127.0.0.1:{server.port}",
+                "--wsreplay-upstream-ca",
+                str(ca.ca_cert_path),
+                "--wsreplay-resolve",
+                f"{STAGING_HOST}=127.0.0.1:{server.port}",
             ]
             process = await asyncio.create_subprocess_exec(*command)
             return await process.wait()

@@ -30,7 +30,9 @@ def auth_body() -> dict[str, object]:
 
 async def bypass_token(base_url: str) -> str:
     async with httpx.AsyncClient(base_url=base_url, timeout=TIMEOUT, trust_env=False) as client:
-        response = await client.post("/auth/e2e/test-auth", headers={"X-E2E-Bypass-Key": DEFAULT_BYPASS_KEY}, json=auth_body())
+        response = await client.post(
+            "/auth/e2e/test-auth", headers={"X-E2E-Bypass-Key": DEFAULT_BYPASS_KEY}, json=auth_body()
+        )
     assert response.status_code == 200, response.text
     return response.json()["access_token"]
 
@@ -40,8 +42,17 @@ def event_of(frame: dict) -> str | None:
 
 
 async def agent_events(ws: websockets.ClientConnection) -> list[str]:
-    await ws.send(json.dumps({"type": "message", "content": "Where did my spend go?", "thread_id": f"test_{time.time_ns()}",
-                              "run_id": str(uuid.uuid4()), "timestamp": time.time()}))
+    await ws.send(
+        json.dumps(
+            {
+                "type": "message",
+                "content": "Where did my spend go?",
+                "thread_id": f"test_{time.time_ns()}",
+                "run_id": str(uuid.uuid4()),
+                "timestamp": time.time(),
+            }
+        )
+    )
     seen: list[str] = []
     async with asyncio.timeout(TIMEOUT):
         async for raw in ws:
@@ -64,8 +75,9 @@ async def test_invalid_bypass_key_is_refused(wsreplay) -> None:
 @pytest.mark.wsreplay
 async def test_agent_events_arrive_in_order(wsreplay) -> None:
     token = await bypass_token(wsreplay.url)
-    async with connect(f"{wsreplay.ws_url}/ws", additional_headers={"Authorization": f"Bearer {token}"},
-                       open_timeout=TIMEOUT) as ws:
+    async with connect(
+        f"{wsreplay.ws_url}/ws", additional_headers={"Authorization": f"Bearer {token}"}, open_timeout=TIMEOUT
+    ) as ws:
         assert await agent_events(ws) == CRITICAL_EVENTS
 
 
@@ -83,8 +95,9 @@ async def test_seven_concurrent_connections(wsreplay) -> None:
 
     async def one() -> float:
         started = time.monotonic()
-        async with connect(f"{wsreplay.ws_url}/ws", additional_headers={"Authorization": f"Bearer {token}"},
-                           open_timeout=TIMEOUT) as ws:
+        async with connect(
+            f"{wsreplay.ws_url}/ws", additional_headers={"Authorization": f"Bearer {token}"}, open_timeout=TIMEOUT
+        ) as ws:
             async with asyncio.timeout(3):
                 async for raw in ws:
                     if "connection_established" in raw:
@@ -96,8 +109,9 @@ async def test_seven_concurrent_connections(wsreplay) -> None:
 
 @pytest.mark.wsreplay
 def test_sync_client_sees_the_auth_bug_close(wsreplay) -> None:
-    ws = websocket_client.create_connection(f"{wsreplay.ws_url}/ws", timeout=TIMEOUT,
-                                            header=["Authorization: Bearer not-a-valid-token"])
+    ws = websocket_client.create_connection(
+        f"{wsreplay.ws_url}/ws", timeout=TIMEOUT, header=["Authorization: Bearer not-a-valid-token"]
+    )
     frames = []
     for _ in range(5):
         opcode, frame = ws.recv_data_frame(control_frame=True)
@@ -115,6 +129,7 @@ async def test_hard_coded_staging_url_through_the_proxy(wsreplay) -> None:
     """The client knows only wss://api.staging...; the marker set https_proxy/wss_proxy and SSL_CERT_FILE."""
     assert STAGING_WS_URL.startswith("wss://") and "staging" in STAGING_WS_URL
     token = await bypass_token(wsreplay.url)
-    async with connect(STAGING_WS_URL, additional_headers={"Authorization": f"Bearer {token}"},
-                       open_timeout=TIMEOUT) as ws:
+    async with connect(
+        STAGING_WS_URL, additional_headers={"Authorization": f"Bearer {token}"}, open_timeout=TIMEOUT
+    ) as ws:
         assert await agent_events(ws) == CRITICAL_EVENTS

@@ -48,15 +48,22 @@ async def staging_token() -> str:
         response = await client.post(
             f"{AUTH_URL}/auth/e2e/test-auth",
             headers={"X-E2E-Bypass-Key": BYPASS_KEY},
-            json={"email": f"e2e-{os.getpid()}@example.test", "name": "E2E", "permissions": ["read", "write"],
-                  "simulate_oauth": True},
+            json={
+                "email": f"e2e-{os.getpid()}@example.test",
+                "name": "E2E",
+                "permissions": ["read", "write"],
+                "simulate_oauth": True,
+            },
         )
     response.raise_for_status()
     return response.json()["access_token"]
 
 
 def session_headers(token: str | None) -> dict[str, str]:
-    headers = {"X-Test-Session": f"e2e-staging-{os.getpid()}-{uuid.uuid4().hex[:6]}", "User-Agent": "Netra-E2E-Tests/1.0"}
+    headers = {
+        "X-Test-Session": f"e2e-staging-{os.getpid()}-{uuid.uuid4().hex[:6]}",
+        "User-Agent": "Netra-E2E-Tests/1.0",
+    }
     if token:
         headers["Authorization"] = f"Bearer {token}"
     return headers
@@ -72,8 +79,16 @@ async def test_websocket_refuses_a_client_without_token() -> None:
 async def chat_turn(token: str) -> set[str]:
     events: set[str] = set()
     async with connect(WS_URL, additional_headers=session_headers(token), open_timeout=10) as ws:
-        await ws.send(json.dumps({"type": "message", "content": "Analyse my spend", "thread_id": f"test_{time.time_ns()}",
-                                  "timestamp": time.time()}))
+        await ws.send(
+            json.dumps(
+                {
+                    "type": "message",
+                    "content": "Analyse my spend",
+                    "thread_id": f"test_{time.time_ns()}",
+                    "timestamp": time.time(),
+                }
+            )
+        )
         async with asyncio.timeout(10):
             async for raw in ws:
                 frame = json.loads(raw)

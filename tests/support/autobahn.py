@@ -144,7 +144,9 @@ def run_fuzzingclient(
     (outdir / "wstest.log").write_text(completed.stdout + completed.stderr)
     index = outdir / "index.json"
     if completed.returncode != 0 or not index.exists():
-        raise AssertionError(f"wstest fuzzingclient failed ({completed.returncode}):\n{completed.stdout[-3000:]}{completed.stderr[-3000:]}")
+        raise AssertionError(
+            f"wstest fuzzingclient failed ({completed.returncode}):\n{completed.stdout[-3000:]}{completed.stderr[-3000:]}"
+        )
     return read_results(outdir, agent)
 
 
@@ -192,12 +194,16 @@ def difference_table(recorded: Mapping[str, CaseResult], replays: Mapping[str, M
     rows = [["case", *columns]]
     rows += [[case_id, *(_describe(run.get(case_id)) for run in runs)] for case_id in case_ids]
     widths = [max(len(row[i]) for row in rows) for i in range(len(columns) + 1)]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    )
 
 
 def _differing(recorded: Mapping[str, CaseResult], replayed: Mapping[str, CaseResult]) -> list[str]:
     return [
         case_id
         for case_id in recorded.keys() | replayed.keys()
-        if case_id not in recorded or case_id not in replayed or recorded[case_id].outcome() != replayed[case_id].outcome()
+        if case_id not in recorded
+        or case_id not in replayed
+        or recorded[case_id].outcome() != replayed[case_id].outcome()
     ]

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from wsreplay.cassette import Cassette, write_cassette
-
 from wsreplay.records import (
     Annotation,
     CassetteHeader,

@@ -18,7 +18,9 @@ LISTENING = re.compile(r" on (?P<host>[\d.]+):(?P<port>\d+)")
 T = TypeVar("T")
 
 
-def run_wsreplay(*args: str, timeout: float = 60, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_wsreplay(
+    *args: str, timeout: float = 60, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [WSREPLAY, *args], capture_output=True, text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL
     )

@@ -180,7 +180,9 @@ async def websockets_scenario(
         await _chat_turn(transcript, receive, ws.send, ws.send)
         await ws.close(code=CLOSE_OK)
     async with connect(
-        f"{ws_url}/ws-bug", additional_headers={"Authorization": f"Bearer {fresh_token()}"}, open_timeout=TIMEOUT,
+        f"{ws_url}/ws-bug",
+        additional_headers={"Authorization": f"Bearer {fresh_token()}"},
+        open_timeout=TIMEOUT,
         **connect_options,
     ) as ws:
         try:

@@ -63,7 +63,7 @@ def client(record_id: int, time: float, payload: object) -> WebSocketFrame:
 def conversations_for(owners: Sequence[str], greeting: object = None) -> list[Record]:
     """Alike conversations (the greeting differs in volatile values only), one per owner."""
     records: list[Record] = []
-    for n, owner in enumerate(owners, 1):
+    for n in range(1, len(owners) + 1):
         hello = greeting if greeting is not None else {"type": "connected", "connection_id": str(uuid.uuid4())}
         records += [accepted_open(n, n * 0.01), server(n, n * 0.01 + 0.001, hello)]
     for n, owner in enumerate(owners, 1):

@@ -55,7 +55,10 @@ def browser_staging_upstream() -> ScriptedUpstream:
     upstream.websocket(
         "/drop",
         WsScript(
-            on_open=("hello",), drop_after=1, refuse=require_token_subprotocol, select_subprotocol=_select_token_subprotocol
+            on_open=("hello",),
+            drop_after=1,
+            refuse=require_token_subprotocol,
+            select_subprotocol=_select_token_subprotocol,
         ),
     )
     return upstream

@@ -26,6 +26,7 @@ __all__ = [
     "require_header",
 ]
 
+
 @dataclass(frozen=True)
 class Pause:
     """In a sequence of frames: wait `seconds` before the next (a server that thinks)."""

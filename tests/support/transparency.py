@@ -29,8 +29,8 @@ import websockets
 from websockets.asyncio.client import connect
 
 from tests.support.cli import RunningWsreplay
-from tests.support.node import NODE, node_version
 from tests.support.clients import fresh_token
+from tests.support.node import NODE, node_version
 from tests.support.scenario import AUTH_FAILURE_FRAME, GREETING, agent_turn
 from tests.support.staging_upstream import ScriptedUpstream
 
@@ -227,9 +227,14 @@ class AiohttpClient(WebSocketClient):
 
     async def observe_one(self, plan: SocketPlan) -> Observation:
         frames: list[str] = []
-        async with aiohttp.ClientSession() as session, session.ws_connect(
-            plan.url, protocols=plan.protocols, timeout=aiohttp.ClientWSTimeout(ws_receive=TIMEOUT, ws_close=TIMEOUT)
-        ) as ws:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(
+                plan.url,
+                protocols=plan.protocols,
+                timeout=aiohttp.ClientWSTimeout(ws_receive=TIMEOUT, ws_close=TIMEOUT),
+            ) as ws,
+        ):
             for _ in range(MAX_FRAMES):
                 message = await ws.receive(timeout=TIMEOUT)
                 if message.type is aiohttp.WSMsgType.CLOSE:
@@ -254,7 +259,9 @@ class WebsocketClientClient(WebSocketClient):
         loop = asyncio.get_running_loop()
         with ThreadPoolExecutor(max_workers=sockets) as threads:
             return list(
-                await asyncio.gather(*(loop.run_in_executor(threads, self._observe_blocking, plan) for _ in range(sockets)))
+                await asyncio.gather(
+                    *(loop.run_in_executor(threads, self._observe_blocking, plan) for _ in range(sockets))
+                )
             )
 
     def _observe_blocking(self, plan: SocketPlan) -> Observation:
@@ -296,8 +303,14 @@ class NodeClient(WebSocketClient):
     async def observe(self, plan: SocketPlan) -> list[Observation]:
         assert NODE is not None
         node = await asyncio.create_subprocess_exec(
-            NODE, "--experimental-websocket", "--no-warnings", str(NODE_RUNNER), plan.as_json(),
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            NODE,
+            "--experimental-websocket",
+            "--no-warnings",
+            str(NODE_RUNNER),
+            plan.as_json(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
         stdout, stderr = await asyncio.wait_for(node.communicate(), TIMEOUT * 3)
         assert node.returncode == 0, stderr.decode()
