@@ -578,7 +578,7 @@ class _HttpIndex:
         ignores = self._ignores if loose else self._ignores[:1]
         keyed = self._keyed.get(bucket_key)
         if keyed is not None:
-            for ignore, by_key in zip(ignores, keyed, strict=True):
+            for ignore, by_key in zip(ignores, keyed, strict=False):  # the strict pass alone uses the first
                 for sequence in by_key.get(index_key(request, self._matchers, ignore), ()):
                     yield ignore, sequence
             if not loose:

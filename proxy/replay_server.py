@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
@@ -42,7 +43,7 @@ from wsproto.frame_protocol import CloseReason, FrameProtocol
 from wsproto.utilities import split_comma_header
 
 from wsreplay.cassette import MAX_RECORD_BYTES
-from wsreplay.records import HttpRequest, HttpResponse
+from wsreplay.records import HttpRequest, HttpResponse, is_utf8
 from wsreplay.replay import (
     Abort,
     Accepted,
@@ -263,6 +264,8 @@ class _WebSocket(asyncio.Protocol):
         self._transport = transport
         self._http = http
         self._connection = Connection(ConnectionType.SERVER, extensions)
+        self._plain_frames = not extensions
+        """Without extensions a message's frame is its header and the payload as it is, written uncopied."""
         self._name = name
         self._on_message = on_message
         self._on_end = on_end
@@ -288,8 +291,14 @@ class _WebSocket(asyncio.Protocol):
         """Send one message (nothing once closing), then wait while the client reads too slowly."""
         if not self.open:
             return
-        message = TextMessage(payload.decode(errors="replace")) if is_text else BytesMessage(payload)
-        self._transport.write(self._connection.send(message))
+        if is_text and not is_utf8(payload):
+            payload = payload.decode(errors="replace").encode()  # as mitmproxy relays it
+        if self._plain_frames:
+            self._transport.write(_frame_header(is_text, len(payload)))
+            self._transport.write(payload)
+        else:
+            message = TextMessage(payload.decode()) if is_text else BytesMessage(payload)
+            self._transport.write(self._connection.send(message))
         if self._writable is not None:
             await self._writable
 
@@ -413,6 +422,16 @@ class _WebSocket(asyncio.Protocol):
         if not self._end_reported:
             self._end_reported = True
             self._on_end(int(code), reason)
+
+
+def _frame_header(is_text: bool, size: int) -> bytes:
+    """The header of a server's whole, unmasked text or binary frame of `size` bytes (RFC 6455 5.2)."""
+    first = 0x81 if is_text else 0x82
+    if size < 126:
+        return bytes((first, size))
+    if size < 1 << 16:
+        return struct.pack("!BBH", first, 126, size)
+    return struct.pack("!BBQ", first, 127, size)
 
 
 def _extensions(header: str) -> list[Extension]:
