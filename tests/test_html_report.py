@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,20 +18,11 @@ from tests.support.chat_records import (
     demo_session,
     write_session,
 )
+from tests.support.chromium import LAUNCH_ARGS, chromium_path
 from tests.support.cli import run_wsreplay
 from wsreplay.html_report import script_json
 
 THREE_DAYS = 3 * 86400 + 60
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 REGRESSED = tuple(event for event in AGENT_EVENTS if event != "agent_thinking")
 
 
@@ -106,13 +96,6 @@ def test_bad_input_is_one_sentence(tmp_path: Path, demo_cassette: Path) -> None:
 # --- in Chromium ------------------------------------------------------------------
 
 
-def chromium_path() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if found := shutil.which(name):
-            return found
-    return None
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
@@ -120,7 +103,7 @@ def browser() -> Iterator[Any]:
     if executable is None:
         pytest.skip("no Chromium on PATH (chromium, chromium-browser or google-chrome) to check the HTML report in")
     with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        launched = playwright.chromium.launch(executable_path=executable, args=LAUNCH_ARGS)
         yield launched
         launched.close()
 

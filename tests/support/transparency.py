@@ -28,6 +28,7 @@ import websocket as websocket_client
 import websockets
 from websockets.asyncio.client import connect
 
+from tests.support.chromium import LAUNCH_ARGS
 from tests.support.cli import RunningWsreplay
 from tests.support.clients import fresh_token
 from tests.support.node import NODE, node_version
@@ -49,16 +50,6 @@ MAX_FRAMES = 64
 ABNORMAL_CLOSURE = 1006
 """The code a client reports when the connection ended without a close frame."""
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SKIP_BROWSER_VARIABLE = "WSREPLAY_SKIP_BROWSER"
 SUPPORT = Path(__file__).parent
 BROWSER_SOCKETS_SCRIPT = SUPPORT / "websocket_sockets.mjs"
@@ -347,7 +338,7 @@ class ChromiumClient(WebSocketClient):
             from playwright.async_api import async_playwright
 
             playwright = await self._stack.enter_async_context(async_playwright())
-            self._browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            self._browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
         return self._browser
 
     async def observe(self, plan: SocketPlan) -> list[Observation]:
