@@ -363,6 +363,23 @@ def wsreplay(request: pytest.FixtureRequest) -> Wsreplay:
     return test.wsreplay
 
 
+@pytest.fixture
+def wsreplay_browser_context_args(wsreplay: Wsreplay) -> dict[str, Any]:
+    """Playwright context options that send a page's traffic, its ``fetch`` and its WebSockets
+    to hard-coded staging URLs alike, through the proxy: for pytest-playwright's
+    ``browser_context_args`` (see the README)."""
+    return {"proxy": {"server": wsreplay.proxy_url}}
+
+
+@pytest.fixture(scope="session")
+def wsreplay_chromium_args() -> list[str]:
+    """Chromium command-line arguments that make it accept the proxy's certificates, and no
+    others it would refuse: for pytest-playwright's ``browser_type_launch_args``."""
+    from wsreplay.trust import ensure_ca, spki_sha256
+
+    return [f"--ignore-certificate-errors-spki-list={spki_sha256(ensure_ca())}"]
+
+
 @pytest.fixture(autouse=True)
 def _wsreplay_marker(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     marker = request.node.get_closest_marker("wsreplay")

@@ -8,6 +8,7 @@ CA, so intercepted staging hosts and everything else verify alike.
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import certifi
@@ -23,6 +24,24 @@ def ensure_ca(confdir: str | None = None) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     certs.CertStore.from_store(directory, options.CONF_BASENAME, options.KEY_SIZE)
     return directory / f"{options.CONF_BASENAME}-ca-cert.pem"
+
+
+def spki_sha256(ca_cert: Path) -> str:
+    """The base64 SHA-256 of the CA certificate's public key (Chromium's ``--ignore-certificate-errors-spki-list``).
+
+    mitmproxy signs the certificate it makes for each host with its CA's own key, so this one
+    hash covers every certificate the proxy presents, and nothing else.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    certificate = x509.load_pem_x509_certificate(ca_cert.read_bytes())
+    key = certificate.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(key)
+    return base64.b64encode(digest.finalize()).decode("ascii")
 
 
 def write_ca_bundle(ca_cert: Path, directory: Path | None = None) -> Path:

@@ -7,11 +7,10 @@ is installed); the live server is the scripted test upstream in this process.
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
+from tests.support.cli import run_pytest
 from tests.support.scenario import staging_upstream
 from tests.support.tls import make_private_ca
 from wsreplay.cassette import load_cassette
@@ -56,30 +55,6 @@ def test_sync_refused_upgrade(wsreplay):
         websocket.create_connection(f"{wsreplay.ws_url}/ws", timeout=10)
     assert refused.value.status_code == 403
 """
-
-
-def run_pytest(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            str(directory),
-            "-p",
-            "no:cacheprovider",
-            "-q",
-            "-W",
-            "ignore::DeprecationWarning",
-            "-o",
-            "asyncio_mode=auto",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        cwd=directory,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def test_the_example_suite_replays_offline_from_committed_cassettes() -> None:

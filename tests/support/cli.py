@@ -111,3 +111,28 @@ async def run_proxy(args: list[str], client: Callable[[int], Awaitable[T]]) -> t
         status = await asyncio.to_thread(process.stop)
     assert status == 0, process.output
     return result, process
+
+
+def run_pytest(directory: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """Run a whole suite (the example or the browser suite) in a pytest subprocess, from its folder."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(directory),
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "-W",
+            "ignore::DeprecationWarning",
+            "-o",
+            "asyncio_mode=auto",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=directory,
+        stdin=subprocess.DEVNULL,
+    )
