@@ -108,11 +108,12 @@ def flows_to_cassette(flows: Iterable[Flow], name: str = "flows") -> Cassette:
     )
     if not http_flows:
         raise CassetteImportError(f"{name} holds no HTTP or WebSocket flows")
-    origin = http_flows[0].request.timestamp_start
-    records: list[Record] = []
     clock = AnswerClock()
-    for record_id, flow in enumerate(http_flows, 1):
-        records += flow_records(flow, record_id, origin, clock)
+    timings = [answer_timing(flow, clock) for flow in http_flows]
+    origin = min(started for started, _duration in timings)
+    records: list[Record] = []
+    for record_id, (flow, timing) in enumerate(zip(http_flows, timings, strict=True), 1):
+        records += flow_records(flow, record_id, origin, timing)
     header = CassetteHeader(
         created=origin,
         wsreplay_version=wsreplay.__version__,
@@ -126,10 +127,11 @@ def _offset(timestamp: float, origin: float) -> float:
     return round(max(0.0, timestamp - origin), 6)
 
 
-def flow_records(flow: http.HTTPFlow, record_id: int, origin: float, clock: AnswerClock) -> list[Record]:
-    """The records of one finished flow, with times relative to `origin` (flows in order of their requests)."""
+def flow_records(flow: http.HTTPFlow, record_id: int, origin: float, timing: tuple[float, float]) -> list[Record]:
+    """The records of one finished flow, with times relative to `origin`; `timing` is its
+    `answer_timing` (the client's wait may begin before the request, with an eager connect)."""
     request = request_record(flow)
-    started, duration = answer_timing(flow, clock)
+    started, duration = timing
     start, duration = _offset(started, origin), round(duration, 6)
     records: list[Record] = []
     if flow.response is not None and (flow.websocket is not None or request.is_websocket_upgrade):

@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 from mitmproxy.io import FlowReader
+from mitmproxy.test import tflow
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -29,6 +30,7 @@ from wsreplay.har import cassette_as_json, cassette_to_har, har_to_cassette, mis
 from wsreplay.importers import (
     CassetteImportError,
     detect_format,
+    flows_to_cassette,
     import_file,
     write_imported,
 )
@@ -592,6 +594,25 @@ async def test_import_flow_file_written_by_mitmdump(tmp_path: Path) -> None:
     times = [r.time for r in cassette.records]
     assert times[0] == 0.0 and all(0 <= t < TIMEOUT for t in times)
     assert har_problems(through_json(cassette_to_har(cassette))) == []
+
+
+def test_an_eager_connect_before_the_first_request_keeps_the_recorded_order() -> None:
+    """mitmdump connects upstream as soon as a client connects (connection_strategy=eager): the
+    first client's wait began before its request, and its answer still came before the next
+    connection's, however slow that connect was."""
+    slow_connect = tflow.tflow(resp=True)
+    slow_connect.client_conn.timestamp_start = 100.0
+    slow_connect.server_conn.timestamp_start = 100.0
+    slow_connect.request.timestamp_start = 100.05
+    slow_connect.response.timestamp_start = slow_connect.response.timestamp_end = 100.06
+    next_client = tflow.tflow(resp=True)
+    next_client.client_conn.timestamp_start = next_client.server_conn.timestamp_start = 100.07
+    next_client.request.timestamp_start = 100.071
+    next_client.response.timestamp_start = next_client.response.timestamp_end = 100.08
+
+    first, second = flows_to_cassette([next_client, slow_connect]).records
+    assert (first.id, first.time, first.duration) == (1, 0.0, 0.06)
+    assert (second.id, second.time, second.duration) == (2, 0.07, 0.01)
 
 
 async def test_the_addons_record_and_replay_under_a_plain_mitmdump(tmp_path: Path) -> None:
