@@ -28,7 +28,15 @@ from wsreplay.replay_server import CONNECTION_HEADER, ReplayServer
 log = logging.getLogger("wsreplay.replay")
 
 REPLAY_OPTIONS = frozenset(
-    {"wsreplay_cassette", "wsreplay_speed", "wsreplay_on_mismatch", "wsreplay_ignore", "connection_strategy"}
+    {
+        "wsreplay_cassette",
+        "wsreplay_speed",
+        "wsreplay_on_mismatch",
+        "wsreplay_ignore",
+        "wsreplay_correlation",
+        "wsreplay_correlate",
+        "connection_strategy",
+    }
 )
 OFFLINE = "wsreplay: replay is offline; this connection was not made (nothing is forwarded while replaying)"
 
@@ -63,6 +71,19 @@ class Replayer:
             Sequence[str],
             [],
             "JSON keys (session) or paths (payload.items[*].sku) ignored when matching bodies and frames.",
+        )
+        loader.add_option(
+            "wsreplay_correlation",
+            bool,
+            True,
+            "Send back the ids the live client mints (thread ids, request ids) where the recording had the "
+            "recorded client's, learned from the cassette.",
+        )
+        loader.add_option(
+            "wsreplay_correlate",
+            Sequence[str],
+            [],
+            "JSON keys (id) or paths (params.request_id) whose values are correlated whatever they look like.",
         )
         loader.add_option(
             "wsreplay_passthrough",
@@ -100,6 +121,8 @@ class Replayer:
                 speed=parse_speed(ctx.options.wsreplay_speed),
                 on_mismatch=ctx.options.wsreplay_on_mismatch,
                 ignore=tuple(ctx.options.wsreplay_ignore),
+                correlation=ctx.options.wsreplay_correlation,
+                correlate=tuple(ctx.options.wsreplay_correlate),
             )
             cassette = load_cassette(ctx.options.wsreplay_cassette)
         except (ValueError, CassetteError) as exc:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from wsreplay.cassette import Cassette, CassetteReader
     from wsreplay.mitm import ProxyHost, ProxySettings
     from wsreplay.redaction import RedactionRules
-    from wsreplay.replay import ReplayReport
+    from wsreplay.replay import ReplayOptions, ReplayReport
 
 EXIT_BAD_INPUT = 2
 EXIT_COMMAND_NOT_RUN = 127
@@ -404,9 +404,17 @@ def _print_timeline(reader: CassetteReader, cassette: Path, as_json: bool) -> No
             f"cassette {cassette}: recorded by wsreplay {header.wsreplay_version} {describe_age(header.created)}, "
             f"upstream {header.upstream or '-'}" + (f", {json.dumps(header.metadata)}" if header.metadata else "")
         )
+    from wsreplay.correlation import RecordingEchoes, preview
+
     width = shutil.get_terminal_size((120, 24)).columns
+    echoes = RecordingEchoes()
     for record in reader:
-        click.echo(json.dumps(record_as_dict(record), ensure_ascii=False) if as_json else timeline_line(record, width))
+        correlated = sorted(preview(value, None if as_json else 24) for value in echoes.echoed(record))
+        if as_json:
+            fields = record_as_dict(record) | ({"correlated": correlated} if correlated else {})
+            click.echo(json.dumps(fields, ensure_ascii=False))
+        else:
+            click.echo(timeline_line(record, width, correlated))
 
 
 def _write_page(output: Path, page: str) -> None:
@@ -538,7 +546,24 @@ def replay_mode_spec(mode: str, upstream: str | None, cassette: Cassette) -> str
 @click.option(
     "--ignore", multiple=True, metavar="KEY|PATH", help="JSON key or path ignored when matching (repeatable)."
 )
-@click.option("--strict", is_flag=True, help="Exit 1 if anything was unmatched or a recorded interaction went unused.")
+@click.option(
+    "--correlate",
+    multiple=True,
+    metavar="KEY|PATH",
+    help="JSON key or path whose live client values replace the recorded ones in answers, "
+    "whatever they look like (repeatable; ids with entropy are found without it).",
+)
+@click.option(
+    "--no-correlate",
+    "no_correlation",
+    is_flag=True,
+    help="Send recorded answers verbatim: no live client ids in place of the recorded ones.",
+)
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Exit 1 if anything was unmatched, matched on shape alone, or a recorded interaction went unused.",
+)
 @click.option("--direct", is_flag=True, help="Serve clients that connect straight to the replay server, no mitmproxy.")
 @with_options(proxy_command_options("replay"))
 def replay(
@@ -547,6 +572,8 @@ def replay(
     speed: str,
     on_mismatch: Literal["warn", "fail"],
     ignore: tuple[str, ...],
+    correlate: tuple[str, ...],
+    no_correlation: bool,
     strict: bool,
     direct: bool,
     listen: tuple[str, int],
@@ -563,29 +590,32 @@ def replay(
     ends and exit with its status (or 1 under --strict when the replay was not clean).
     """
     from wsreplay.addons.replayer import Replayer
-    from wsreplay.replay import parse_speed
+    from wsreplay.replay import ReplayOptions, parse_speed
 
     try:
-        parse_speed(speed)
+        options = ReplayOptions(
+            parse_speed(speed), on_mismatch, ignore, correlation=not no_correlation, correlate=correlate
+        )
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--speed") from None
     loaded = _load(cassette)
     show_live_log()
     if direct:
-        if mode == "regular" or command or set_options or scripts or hosts:
+        if mode == "regular" or set_options or scripts or hosts:
             raise click.UsageError(
-                "--direct serves clients that connect straight to it: no regular mode, command, --hosts, --set or -s"
+                "--direct serves clients that connect straight to it: no regular mode, --hosts, --set or -s"
             )
-        direct_report = asyncio.run(_replay_direct(loaded, listen, speed, on_mismatch, ignore))
+        direct_report, status = asyncio.run(_replay_direct(loaded, listen, options, command))
         click.echo(direct_report.format(), err=True)
         report: ReplayReport | None = direct_report
-        status = 0
     else:
         wsreplay_options: dict[str, str | Sequence[str]] = {
             "wsreplay_cassette": str(cassette),
             "wsreplay_speed": speed,
             "wsreplay_on_mismatch": on_mismatch,
             "wsreplay_ignore": list(ignore),
+            "wsreplay_correlation": str(not no_correlation).lower(),
+            "wsreplay_correlate": list(correlate),
             "wsreplay_hosts": list(hosts),
         }
         settings = proxy_settings(
@@ -606,31 +636,33 @@ def replay(
 
 
 async def _replay_direct(
-    cassette: Cassette,
-    listen: tuple[str, int],
-    speed: str,
-    on_mismatch: Literal["warn", "fail"],
-    ignore: tuple[str, ...],
-) -> ReplayReport:
-    from wsreplay.replay import ReplayOptions, ReplaySession, parse_speed
+    cassette: Cassette, listen: tuple[str, int], options: ReplayOptions, command: Sequence[str]
+) -> tuple[ReplayReport, int]:
+    """Serve `cassette` until Ctrl-C, or until `command` (told the address) ends; the report and exit status."""
+    from wsreplay.replay import ReplaySession
     from wsreplay.replay_server import ReplayServer
 
-    session = ReplaySession(cassette, ReplayOptions(parse_speed(speed), on_mismatch, tuple(ignore)))
+    session = ReplaySession(cassette, options)
     server = ReplayServer(session, listen[0], listen[1])
     try:
         host, port = await server.start()
     except OSError as exc:
         fail(f"cannot listen on {listen[0]}:{listen[1]}: {os.strerror(exc.errno) if exc.errno else exc}")
-    click.echo(f"wsreplay: replaying {cassette.path} directly on {host}:{port} (offline); Ctrl-C to stop", err=True)
+    running = f"running {' '.join(command)}" if command else "Ctrl-C to stop"
+    click.echo(f"wsreplay: replaying {cassette.path} directly on {host}:{port} (offline); {running}", err=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    status = 0
     try:
-        await stop.wait()
+        if command:
+            status = await run_command(command, reverse_environment(host, port), stop)
+        else:
+            await stop.wait()
     finally:
         await server.close()
-    return session.report()
+    return session.report(), status
 
 
 @main.command()

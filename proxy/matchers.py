@@ -45,6 +45,7 @@ __all__ = [
     "shape",
     "subprotocols",
     "summarize",
+    "volatile_values",
 ]
 
 VOLATILE_KEYS: Final = frozenset({"timestamp", "id", "jti", "iat", "exp", "nbf", "nonce", "token"})
@@ -455,6 +456,78 @@ def headers(*names: str) -> RequestMatcher:
         return compare_json(expected, received, ignore, root="headers")
 
     return match
+
+
+# --- requests alike but for their values -------------------------------------------
+
+
+def _skeleton(value: Any) -> Any:
+    """A decoded JSON value's structure: keys, lengths and types, not values."""
+    if isinstance(value, dict):
+        return {key: _skeleton(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_skeleton(item) for item in value]
+    return type(value).__name__
+
+
+_OPAQUE = re.compile(r"[A-Za-z0-9_.~+/=:-]{4,}")
+
+
+def _opaque(value: Any) -> str | None:
+    """`value` as text if it could be a per-run token (no spaces, no @, four characters or more)."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None
+    text = str(value)
+    return text if _OPAQUE.fullmatch(text) else None
+
+
+def _both_opaque(recorded: Any, live: Any) -> bool:
+    """Two values that could be two runs' tokens: opaque, and as long as each other or both with digits."""
+    mine, theirs = _opaque(recorded), _opaque(live)
+    if mine is None or theirs is None:
+        return False
+    return len(mine) == len(theirs) or (_DIGITS.search(mine) is not None and _DIGITS.search(theirs) is not None)
+
+
+def _differing_leaves(recorded: Any, live: Any, path: str, out: list[str]) -> bool:
+    """Add the paths of the leaves that differ to `out`; False if one differs but is not opaque."""
+    if isinstance(recorded, dict):
+        return all(_differing_leaves(value, live[key], f"{path}.{key}", out) for key, value in recorded.items())
+    if isinstance(recorded, list):
+        pairs = enumerate(zip(recorded, live, strict=True))
+        return all(_differing_leaves(mine, theirs, f"{path}[{index}]", out) for index, (mine, theirs) in pairs)
+    if recorded == live:
+        return True
+    out.append(path)
+    return _both_opaque(recorded, live)
+
+
+def volatile_values(recorded: HttpRequest, live: HttpRequest) -> list[str] | None:
+    """For two requests with the same method, path shape, query parameter names and body shape,
+    the names of the query parameters and body fields whose values differ; else None. Values
+    that differ must look like tokens (no spaces, no ``@``; as long as each other or with digits).
+
+    The last resort of replay for per-run values that look like nothing volatile (a
+    cache-buster ``t=aoeymp5p``, a nonce, a request signature).
+    """
+    if method(recorded, live, NO_IGNORE) or path(recorded, live, NO_IGNORE):
+        return None
+    mine, theirs = parse_qsl(recorded.query, keep_blank_values=True), parse_qsl(live.query, keep_blank_values=True)
+    if sorted(name for name, _ in mine) != sorted(name for name, _ in theirs):
+        return None
+    names: list[str] = []
+    if not _differing_leaves(dict(sorted(mine)), dict(sorted(theirs)), "query", names):
+        return None
+    if recorded.body == live.body:
+        return names
+    decoded_mine, decoded_theirs = _decode_json(recorded.body), _decode_json(live.body)
+    if not (decoded_mine[0] and decoded_theirs[0]) and _is_form(recorded) and _is_form(live):
+        decoded_mine, decoded_theirs = (
+            (True, dict(parse_qsl(r.body.decode("latin-1"), keep_blank_values=True))) for r in (recorded, live)
+        )
+    if not (decoded_mine[0] and decoded_theirs[0]) or _skeleton(decoded_mine[1]) != _skeleton(decoded_theirs[1]):
+        return None
+    return names if _differing_leaves(decoded_mine[1], decoded_theirs[1], "body", names) else None
 
 
 # --- index keys -------------------------------------------------------------------

@@ -15,11 +15,21 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-from collections.abc import Hashable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import ClassVar, Final, Literal, TypeAlias, cast
+from typing import ClassVar, Final, Literal, TypeAlias, TypeVar, cast
 
 from wsreplay.cassette import Cassette
+from wsreplay.correlation import (
+    CorrelateRules,
+    EchoFinder,
+    Pairs,
+    Substitutions,
+    describe_pair,
+    pair_messages,
+    pair_requests,
+    request_tokens,
+)
 from wsreplay.matchers import (
     DEFAULT_HTTP_MATCHERS,
     DEFAULT_WEBSOCKET_MATCHERS,
@@ -34,6 +44,7 @@ from wsreplay.matchers import (
     match_request,
     shape,
     summarize,
+    volatile_values,
 )
 from wsreplay.records import (
     ConnectionFailure,
@@ -192,6 +203,10 @@ class ReplayOptions:
     """Extra keys (``session``) or paths (``payload.items[*].sku``) ignored in bodies and frames."""
     http_matchers: tuple[RequestMatcher, ...] = DEFAULT_HTTP_MATCHERS
     websocket_matchers: tuple[RequestMatcher, ...] = DEFAULT_WEBSOCKET_MATCHERS
+    correlation: bool = True
+    """Substitute the values the live client mints for the recorded ones (see :mod:`wsreplay.correlation`)."""
+    correlate: tuple[str, ...] = ()
+    """JSON keys or paths whose values are correlated whatever they look like (``id``)."""
 
     def __post_init__(self) -> None:
         if self.speed is not None and not self.speed > 0:
@@ -242,6 +257,9 @@ class _Journal:
     loose_matches: _Tally = field(default_factory=_Tally)
     mismatches: _Tally = field(default_factory=_Tally)
     incomplete: _Tally = field(default_factory=_Tally)
+    substitutions: _Tally = field(default_factory=_Tally)
+    volatile_matches: _Tally = field(default_factory=_Tally)
+    out_of_order: _Tally = field(default_factory=_Tally)
 
 
 @dataclass(frozen=True)
@@ -261,11 +279,23 @@ class ReplayReport:
     incomplete: tuple[str, ...]
     unused_exchanges: tuple[str, ...]
     unused_connections: tuple[str, ...]
+    substitutions: tuple[str, ...] = ()
+    substitution_count: int = 0
+    volatile_matches: tuple[str, ...] = ()
+    volatile_match_count: int = 0
+    out_of_order: tuple[str, ...] = ()
+    out_of_order_count: int = 0
 
     @property
     def clean(self) -> bool:
-        """Everything matched and everything recorded was used (what ``--strict`` demands)."""
-        return not (self.unmatched_count or self.mismatch_count or self.unused_exchanges or self.unused_connections)
+        """Everything matched strictly and everything recorded was used (what ``--strict`` demands)."""
+        return not (
+            self.unmatched_count
+            or self.mismatch_count
+            or self.volatile_match_count
+            or self.unused_exchanges
+            or self.unused_connections
+        )
 
     def format(self) -> str:
         lines = [
@@ -275,6 +305,13 @@ class ReplayReport:
         sections = (
             ("unmatched", self.unmatched, self.unmatched_count),
             ("matched only when ignoring digits inside strings", self.loose_matches, self.loose_match_count),
+            (
+                "matched only by method, path, parameter names and body shape (values treated as volatile)",
+                self.volatile_matches,
+                self.volatile_match_count,
+            ),
+            ("client frames answered out of the recorded order", self.out_of_order, self.out_of_order_count),
+            ("client-minted values substituted", self.substitutions, self.substitution_count),
             ("client frames unlike the recording", self.mismatches, self.mismatch_count),
             ("connections closed before their recorded end", self.incomplete, len(self.incomplete)),
             ("recorded HTTP exchanges never used", self.unused_exchanges, len(self.unused_exchanges)),
@@ -296,12 +333,14 @@ class _Script:
     """A recorded WebSocket conversation compiled into steps of server actions.
 
     ``steps[0]`` is what the server did right after the upgrade; ``steps[k]`` what it
-    did after the client's k-th frame, ``client_frames[k - 1]``.
+    did after the client's k-th frame, ``client_frames[k - 1]``; ``times[k][i]`` is when
+    ``steps[k][i]`` was recorded.
     """
 
     upgrade: WebSocketOpen
     client_frames: tuple[WebSocketFrame, ...]
     steps: tuple[tuple[Action, ...], ...]
+    times: tuple[tuple[float, ...], ...]
     delay: float
     """How long to wait before accepting: the recorded wait for the 101, scaled."""
 
@@ -309,32 +348,71 @@ class _Script:
 def _compile_script(open_record: WebSocketOpen, records: Sequence[Record], options: ReplayOptions) -> _Script:
     client_frames: list[WebSocketFrame] = []
     steps: list[list[Action]] = [[]]
+    times: list[list[float]] = [[]]
     previous_server = trigger = open_record.answered_at
     for record in records:
         if isinstance(record, WebSocketFrame) and record.from_client:
             client_frames.append(record)
             steps.append([])
+            times.append([])
             trigger = record.time
             continue
         delay = options.scaled(record.time - max(previous_server, trigger))
         previous_server = max(previous_server, record.time)
+        action: Action
         match record:
             case WebSocketFrame():
-                steps[-1].append(Send(record.is_text, record.payload, delay))
+                action = Send(record.is_text, record.payload, delay)
             case WebSocketClose(closed_by="client"):
                 break
-            case WebSocketClose(code=code) if code in ABRUPT_CODES:
-                steps[-1].append(Abort(delay))
-                break
-            case WebSocketClose(code=int(code), reason=reason):
-                steps[-1].append(Close(code, reason, delay))
-                break
-            case ConnectionFailure():
-                steps[-1].append(Abort(delay))
-                break
+            case WebSocketClose(code=int(code), reason=reason) if code not in ABRUPT_CODES:
+                action = Close(code, reason, delay)
+            case WebSocketClose() | ConnectionFailure():
+                action = Abort(delay)
+            case _:
+                continue
+        steps[-1].append(action)
+        times[-1].append(record.time)
+        if not isinstance(action, Send):
+            break
     return _Script(
-        open_record, tuple(client_frames), tuple(tuple(step) for step in steps), options.scaled(open_record.duration)
+        open_record,
+        tuple(client_frames),
+        tuple(tuple(step) for step in steps),
+        tuple(tuple(step) for step in times),
+        options.scaled(open_record.duration),
     )
+
+
+@dataclass(frozen=True)
+class _Echoes:
+    """Which tokens the client sent that a conversation's server sent back, and who minted them.
+
+    ``found[k][i]`` are the echoed tokens ``steps[k][i]`` carries (a binary client message
+    echoed whole counts as a token); ``owners[k][i]`` the client frames that minted them.
+    """
+
+    echoed: frozenset[bytes]
+    found: tuple[tuple[frozenset[bytes], ...], ...]
+    owners: tuple[tuple[frozenset[int], ...], ...]
+
+
+def _find_echoes(script: _Script, earlier: Iterable[bytes]) -> _Echoes:
+    """What the server of `script` echoed of what its client sent (see :class:`EchoFinder`)."""
+    finder = EchoFinder(earlier)
+    finder.client_request(script.upgrade.request)
+    minted_by: dict[bytes, int] = {}
+    found: list[tuple[frozenset[bytes], ...]] = []
+    owners: list[tuple[frozenset[int], ...]] = []
+    for k, step in enumerate(script.steps):
+        if k:
+            frame = script.client_frames[k - 1]
+            minted_by.update(dict.fromkeys(finder.client_message(frame.payload, frame.is_text), k))
+        carried = [finder.server_message(a.payload) if isinstance(a, Send) else frozenset() for a in step]
+        found.append(tuple(carried))
+        owners.append(tuple(frozenset(minted_by[t] for t in here if t in minted_by) for here in carried))
+    echoed = frozenset(token for step in found for here in step for token in here)
+    return _Echoes(echoed, tuple(found), tuple(owners))
 
 
 def _truncate_utf8(text: str, limit: int = MAX_REASON_BYTES) -> str:
@@ -351,6 +429,17 @@ class _Context:
     options: ReplayOptions
     ignore: Ignore
     journal: _Journal
+    rules: CorrelateRules
+    substitutions: Substitutions
+    """Values learned from every connection and request, under each player's own."""
+    http_tokens: Callable[[], frozenset[bytes]]
+    """The tokens of every recorded HTTP request (computed once, when first needed)."""
+
+    def echoes(self, recorded: _RecordedUpgrade) -> _Echoes:
+        if recorded.echoes is None:
+            earlier = self.http_tokens() if self.rules.enabled else frozenset()
+            recorded.echoes = _find_echoes(cast(_Script, recorded.outcome), earlier)
+        return recorded.echoes
 
 
 class ConnectionPlayer:
@@ -361,6 +450,13 @@ class ConnectionPlayer:
     recordings in arrival order; when a client frame matches a sibling recording that
     went the same way so far, the player takes that one over (trading with the sibling's
     player if it has one), so each client gets the conversation its own frames lead to.
+
+    A client that sends its frames in another order than recorded (several requests in
+    flight) gets each answered by the best unused recorded frame it matches; from then on
+    a server frame is played once the client frames it answers have come: those whose
+    minted ids it carries, else the one it followed in the recording.
+
+    Ids the client minted (see :mod:`wsreplay.correlation`) come back as the live client's.
     """
 
     def __init__(self, recorded: _RecordedUpgrade, siblings: tuple[_RecordedUpgrade, ...], context: _Context) -> None:
@@ -369,6 +465,10 @@ class ConnectionPlayer:
         self._context = context
         self._received = 0
         self._finished = False
+        self._substitutions = Substitutions(parent=context.substitutions)
+        self._used: set[int] = set()
+        self._pending: list[tuple[int, int]] | None = None
+        """Recorded server actions not yet played, once out of the recorded order (else None)."""
         recorded.player = self
 
     @property
@@ -385,29 +485,44 @@ class ConnectionPlayer:
     def _script(self) -> _Script:
         return cast(_Script, self._recorded.outcome)
 
+    def upgraded(self, live: HttpRequest) -> None:
+        """The live upgrade request this player answers: learn the values its client minted in it."""
+        if self._context.rules.enabled:
+            pairs = pair_requests(self._script.upgrade.request, live, self._context.rules)
+            self._learn(pairs, self._context.echoes(self._recorded).echoed)
+
     def start(self) -> Sequence[Action]:
         """The actions right after the upgrade: server frames recorded before the client's first."""
-        return self._play(self._script.steps[0])
+        return self._play(0)
 
     def client_frame(self, is_text: bool, payload: bytes | str) -> Sequence[Action]:
         """The live client sent a message: check it against the recording, then play what followed."""
         if self._finished:
             return ()
         self._received += 1
+        if self._pending is not None:
+            return self._client_frame_out_of_order(is_text, payload)
         index = self._received
         frames = self._script.client_frames
         known = index <= len(frames)
-        differences = match_frame(frames[index - 1], is_text, payload, self._context.ignore) if known else []
+        differences = self._differences(frames[index - 1], is_text, payload) if known else []
         if (differences or not known) and self._take_over_sibling(index, is_text, payload):
-            return self._play(self._script.steps[index])
+            return self._answer(index, is_text, payload)
+        if differences or not known:
+            other = self._best_unused(is_text, payload)
+            if other is not None:
+                self._pending = [
+                    (k, i) for k in range(index, len(self._script.steps)) for i in range(len(self._script.steps[k]))
+                ]
+                return self._answer_out_of_order(other, is_text, payload)
         if not known:
             summary = f"unexpected client frame {index}"
-            return self._mismatch(summary, f"{summary} (the recording has {len(frames)})", UNEXPECTED_FRAME_CODE, ())
+            return self._mismatch(summary, f"{summary} (the recording has {len(frames)})", UNEXPECTED_FRAME_CODE)
         if not differences:
-            return self._play(self._script.steps[index])
+            return self._answer(index, is_text, payload)
         summary = f"frame {index} mismatch: {summarize(differences)}"
         detail = f"client frame {index} differs from the recording:\n{format_differences(differences)}"
-        return self._mismatch(summary, detail, MISMATCH_CODE, self._script.steps[index])
+        return self._mismatch(summary, detail, MISMATCH_CODE, index, is_text, payload)
 
     def client_closed(self, code: int | None, reason: str = "") -> Sequence[Action]:
         """The live client closed (or dropped) the connection; nothing more will be played."""
@@ -451,19 +566,126 @@ class ConnectionPlayer:
             return True
         return False
 
-    def _mismatch(self, summary: str, detail: str, code: int, step: tuple[Action, ...]) -> Sequence[Action]:
-        """A client frame unlike the recording: log it, then play `step` (warn) or close with `code` (fail)."""
+    def _best_unused(self, is_text: bool, payload: bytes | str) -> int | None:
+        """The first recorded client frame not answered yet that this live frame matches."""
+        for index, frame in enumerate(self._script.client_frames, 1):
+            if index not in self._used and not self._differences(frame, is_text, payload):
+                return index
+        return None
+
+    def _differences(self, recorded: WebSocketFrame, is_text: bool, payload: bytes | str) -> list[Difference]:
+        """How a live frame differs from a recorded one; a binary message the server echoed (a
+        nonce) matches any other of its length."""
+        differences = match_frame(recorded, is_text, payload, self._context.ignore)
+        if differences and not is_text and recorded.from_client and len(recorded.payload) == len(payload):
+            if self._context.rules.enabled and recorded.payload in self._context.echoes(self._recorded).echoed:
+                return []
+        return differences
+
+    def _client_frame_out_of_order(self, is_text: bool, payload: bytes | str) -> Sequence[Action]:
+        index = self._best_unused(is_text, payload)
+        if index is not None:
+            return self._answer_out_of_order(index, is_text, payload)
+        frames = self._script.client_frames
+        unused = [k for k in range(1, len(frames) + 1) if k not in self._used]
+        if not unused:
+            summary = f"unexpected client frame {self._received}"
+            detail = f"{summary} (the recording has {len(frames)}, all answered)"
+            return self._mismatch(summary, detail, UNEXPECTED_FRAME_CODE)
+        differences = self._differences(frames[unused[0] - 1], is_text, payload)
+        summary = f"frame {self._received} matches no unanswered recorded frame: {summarize(differences)}"
+        detail = (
+            f"client frame {self._received} matches none of the {len(unused)} recorded frames not answered yet; "
+            f"against recorded frame {unused[0]}:\n{format_differences(differences)}"
+        )
+        return self._mismatch(summary, detail, MISMATCH_CODE, unused[0], is_text, payload)
+
+    def _answer(self, index: int, is_text: bool, payload: bytes | str) -> Sequence[Action]:
+        """Recorded client frame `index` answers the live one: in order, play its step."""
+        self._learn_frame(index, is_text, payload)
+        return self._play(index)
+
+    def _answer_out_of_order(self, index: int, is_text: bool, payload: bytes | str) -> Sequence[Action]:
+        """Recorded client frame `index` answers the live one out of the recorded order: play every
+        pending server action whose client frames have all come, in recorded order."""
+        self._learn_frame(index, is_text, payload)
+        if index != self._received:
+            self._context.journal.out_of_order.add(
+                f"{self.label}: live frame {self._received} answered as recorded frame {index}"
+            )
+        script, echoes, pending = self._script, self._context.echoes(self._recorded), self._pending or []
+        previous = script.client_frames[index - 1].time
+        actions: list[Action] = []
+        waiting: list[tuple[int, int]] = []
+        for k, i in pending:
+            action, owners = script.steps[k][i], echoes.owners[k][i]
+            ready = owners <= self._used and (bool(owners) or k == 0 or k in self._used)
+            if isinstance(action, Close | Abort) and waiting:
+                ready = False
+            if not ready:
+                waiting.append((k, i))
+                continue
+            recorded_at = script.times[k][i]
+            action = replace(action, delay=self._context.options.scaled(recorded_at - previous))
+            previous = max(previous, recorded_at)
+            actions.append(self._substituted(action, echoes.found[k][i]))
+            if isinstance(action, Close | Abort):
+                self._finished = True
+                break
+        self._pending = waiting
+        return actions
+
+    def _learn_frame(self, index: int, is_text: bool, payload: bytes | str) -> None:
+        self._used.add(index)
+        if self._context.rules.enabled:
+            recorded = self._script.client_frames[index - 1]
+            pairs = pair_messages(recorded.payload, payload, is_text, self._context.rules)
+            if pairs:
+                self._learn(pairs, self._context.echoes(self._recorded).echoed)
+
+    def _learn(self, pairs: Pairs, echoed: frozenset[bytes]) -> None:
+        for recorded, live in self._substitutions.learn(pairs, echoed):
+            self._context.substitutions.learn(Pairs(tokens={recorded: live}))
+            self._context.journal.substitutions.add(f"{self.label}: {describe_pair(recorded, live)}")
+
+    def _substituted(self, action: Action, found: frozenset[bytes]) -> Action:
+        if not isinstance(action, Send) or not self._context.rules.enabled or self._substitutions.empty:
+            return action
+        payload = self._substitutions.apply(action.payload, found)
+        return action if payload == action.payload else replace(action, payload=payload)
+
+    def _mismatch(
+        self,
+        summary: str,
+        detail: str,
+        code: int,
+        index: int | None = None,
+        is_text: bool = True,
+        payload: bytes | str = b"",
+    ) -> Sequence[Action]:
+        """A client frame unlike the recording: log it, then answer it as recorded frame `index`
+        (warn; nothing when None) or close with `code` (fail)."""
         self._context.journal.mismatches.add(f"{self.label}: {summary}")
         log = Log(logging.WARNING, f"{self.label}: {detail}")
         if self._context.options.on_mismatch == "fail":
             self._finished = True
             return (log, Close(code, _truncate_utf8(summary)))
-        return (log, *self._play(step))
+        if index is None:
+            return (log,)
+        if self._pending is not None:
+            return (log, *self._answer_out_of_order(index, is_text, payload))
+        self._used.add(index)
+        return (log, *self._play(index))
 
-    def _play(self, step: tuple[Action, ...]) -> Sequence[Action]:
+    def _play(self, index: int) -> Sequence[Action]:
+        """Play step `index` in the recorded order."""
+        step = self._script.steps[index]
         if step and isinstance(step[-1], Close | Abort):
             self._finished = True
-        return step
+        if not self._context.rules.enabled or self._substitutions.empty:
+            return step
+        found = self._context.echoes(self._recorded).found[index]
+        return tuple(self._substituted(action, here) for action, here in zip(step, found, strict=True))
 
 
 def _same_prefix(first: _Script, second: _Script, steps: int, ignore: Ignore) -> bool:
@@ -522,6 +744,8 @@ class _RecordedUpgrade:
     uses: int = 0
     player: ConnectionPlayer | None = None
     """The live player bound to this recording, if any."""
+    echoes: _Echoes | None = None
+    """What its server echoed of its client, found when first played."""
 
     @property
     def request(self) -> HttpRequest:
@@ -598,7 +822,12 @@ class ReplaySession:
         self._ignore = Ignore.parse(self.options.ignore)
         self._loose = replace(self._ignore, digits_in_text=True)
         self._journal = _Journal()
-        self._context = _Context(self.options, self._ignore, self._journal)
+        self._rules = CorrelateRules.parse(self.options.correlate, self.options.correlation)
+        self._substitutions = Substitutions()
+        self._http_tokens: frozenset[bytes] | None = None
+        self._context = _Context(
+            self.options, self._ignore, self._journal, self._rules, self._substitutions, self._recorded_http_tokens
+        )
         self._http = _HttpIndex(self.options.http_matchers, self._ignore, self._loose)
         self._upgrades: dict[str, list[_RecordedUpgrade]] = {}
         self._index(cassette.records)
@@ -668,6 +897,17 @@ class ReplaySession:
     def _recorded_connection(self, open_record: WebSocketOpen, records: list[Record]) -> _RecordedUpgrade:
         return _RecordedUpgrade(open_record, _compile_script(open_record, records, self.options))
 
+    def _recorded_http_tokens(self) -> frozenset[bytes]:
+        if self._http_tokens is None:
+            self._http_tokens = frozenset(
+                token
+                for bucket in self._http.buckets.values()
+                for sequence in bucket
+                for exchange in sequence.exchanges
+                for token in request_tokens(exchange.request)
+            )
+        return self._http_tokens
+
     # answering
 
     def answer_http(self, request: HttpRequest) -> HttpAnswer:
@@ -675,19 +915,37 @@ class ReplaySession:
         matchers = self.options.http_matchers
         exact = self._http.exact(request)
         if exact is not None and not match_request(exact.request, request, matchers, self._ignore):
-            return self._serve(exact)
+            return self._serve(exact, request)
         for ignore, sequence in self._http.candidates(request, loose=True):
             if not match_request(sequence.request, request, matchers, ignore):
                 self._note_loose(ignore, sequence.request, request, matchers)
-                return self._serve(sequence)
+                return self._serve(sequence, request)
+        bucket = self._http.buckets.get(_http_key(request), ())
+        volatile = _first_unused_alike(bucket, request, lambda sequence: not sequence.served)
+        if volatile is not None:
+            sequence, names = volatile
+            self._journal.volatile_matches.add(f"{request.method} {request.target}: {', '.join(names)}")
+            return self._serve(sequence, request)
         recorded = (sequence.request for bucket in self._http.buckets.values() for sequence in bucket)
         return self._unmatched("HTTP request", request, recorded, matchers)
 
-    def _serve(self, sequence: _HttpSequence) -> Respond | Fail:
+    def _serve(self, sequence: _HttpSequence, live: HttpRequest) -> Respond | Fail:
+        recorded = sequence.exchanges[min(sequence.served, len(sequence.exchanges) - 1)].request
         answer = sequence.next_answer()
         self._journal.http_served += 1
         self._journal.failures_replayed += isinstance(answer, Fail)
+        if isinstance(answer, Respond):
+            return replace(answer, response=self._correlated(recorded, live, answer.response))
         return answer
+
+    def _correlated(self, recorded: HttpRequest, live: HttpRequest, response: HttpResponse) -> HttpResponse:
+        """The recorded `response` to `recorded` with the values the live client minted in its place."""
+        if not self._rules.enabled:
+            return response
+        pairs = pair_requests(recorded, live, self._rules)
+        for old, new in self._substitutions.learn(pairs):
+            self._journal.substitutions.add(f"{live.method} {live.path}: {describe_pair(old, new)}")
+        return self._substitutions.apply_response(response)
 
     def open_websocket(self, request: HttpRequest) -> UpgradeAnswer:
         """The first unused recorded upgrade matching `request` (the last match repeats once all are used)."""
@@ -696,12 +954,17 @@ class ReplaySession:
         for ignore in (self._ignore, self._loose) if bucket else ():
             matching = [upgrade for upgrade in bucket if not match_request(upgrade.request, request, matchers, ignore)]
             if matching:
+                chosen = next((upgrade for upgrade in matching if not upgrade.uses), matching[-1])
+                self._note_loose(ignore, chosen.request, request, matchers)
                 break
         else:
-            candidates = (upgrade.request for bucket in self._upgrades.values() for upgrade in bucket)
-            return self._unmatched("WebSocket upgrade", request, candidates, matchers)
-        chosen = next((upgrade for upgrade in matching if not upgrade.uses), matching[-1])
-        self._note_loose(ignore, chosen.request, request, matchers)
+            volatile = _first_unused_alike(bucket, request, lambda upgrade: not upgrade.uses)
+            if volatile is None:
+                candidates = (upgrade.request for bucket in self._upgrades.values() for upgrade in bucket)
+                return self._unmatched("WebSocket upgrade", request, candidates, matchers)
+            chosen, names = volatile
+            matching = [chosen]
+            self._journal.volatile_matches.add(f"{request.method} {request.target}: {', '.join(names)}")
         chosen.uses += 1
         outcome = chosen.outcome
         if isinstance(outcome, Fail):
@@ -709,10 +972,11 @@ class ReplaySession:
             return outcome
         if isinstance(outcome, Refused):
             self._journal.websockets_refused += 1
-            return outcome
+            return replace(outcome, response=self._correlated(chosen.request, request, outcome.response))
         self._journal.websockets_accepted += 1
         siblings = tuple(upgrade for upgrade in matching if isinstance(upgrade.outcome, _Script))
         player = ConnectionPlayer(chosen, siblings, self._context)
+        player.upgraded(request)
         subprotocol = select_subprotocol(outcome.upgrade, request)
         return Accepted(player, subprotocol, outcome.upgrade.extensions, outcome.delay)
 
@@ -757,7 +1021,32 @@ class ReplaySession:
             incomplete=tuple(journal.incomplete.items),
             unused_exchanges=unused_exchanges,
             unused_connections=unused_connections,
+            substitutions=tuple(journal.substitutions.items),
+            substitution_count=journal.substitutions.count,
+            volatile_matches=tuple(journal.volatile_matches.items),
+            volatile_match_count=journal.volatile_matches.count,
+            out_of_order=tuple(journal.out_of_order.items),
+            out_of_order_count=journal.out_of_order.count,
         )
+
+
+_Alike = TypeVar("_Alike", "_HttpSequence", "_RecordedUpgrade")
+
+
+def _first_unused_alike(
+    recorded: Sequence[_Alike], live: HttpRequest, unused: Callable[[_Alike], bool]
+) -> tuple[_Alike, list[str]] | None:
+    """The first unused recording (else the last used one) whose request is `live`'s but for the
+    values of its parameters and body (per-run tokens, cache-busters), with the names of those that differ."""
+    alike: tuple[_Alike, list[str]] | None = None
+    for candidate in recorded:
+        names = volatile_values(candidate.request, live)
+        if names is None:
+            continue
+        alike = (candidate, names)
+        if unused(candidate):
+            return alike
+    return alike
 
 
 def _http_key(request: HttpRequest) -> tuple[str, str]:

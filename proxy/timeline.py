@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from wsreplay.records import (
@@ -81,11 +82,13 @@ def _short(value: str | None, limit: int = 40) -> str:
     return value if len(value) <= limit else value[: limit - 3] + "..."
 
 
-def timeline_line(record: Record, width: int | None = None) -> str:
+def timeline_line(record: Record, width: int | None = None, correlated: Iterable[str] = ()) -> str:
+    """One timeline line, cut to `width`; then the `correlated` values (the client's ids it carries)."""
+    values = list(correlated)
     line = f"{record.time:>9.3f}s  {describe(record)}"
     if width and len(line) > width:
         line = line[: max(width - 3, 10)] + "..."
-    return line
+    return line + (f"  [correlated: {', '.join(values)}]" if values else "")
 
 
 def _body_json(body: bytes) -> dict[str, Any]:

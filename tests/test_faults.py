@@ -263,7 +263,10 @@ async def test_fifty_concurrent_connections_are_recorded_apart_and_replayed_apar
 
     replayed, replay = await run_under(["replay", str(cassette), "--speed", "max", "--strict"], crowd)
     for client in range(CONNECTIONS):
-        assert replayed[client]["received"] == live[client]["received"], f"client {client} got another conversation"
+        hello, *echoes = map(json.loads, replayed[client]["received"])
+        assert hello["conn"] == markers[client], f"client {client} got another conversation"
+        expected = [{"type": "echo", "conn": markers[client], "echo": json.loads(m)} for m in replayed[client]["sent"]]
+        assert echoes == expected, f"client {client}: the echoes carry its own fresh message ids"
     assert "50 WebSocket connections" in replay.output
 
 

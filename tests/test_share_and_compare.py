@@ -41,13 +41,26 @@ def staging_chat(base_url: str) -> list[object]:
     ws = websocket_client.create_connection(
         base_url.replace("http", "ws", 1) + "/ws", timeout=TIMEOUT, header=[f"Authorization: Bearer {token}"]
     )
+    message = chat_message()
     try:
         if read_until(ws, observed, lambda frame: "connection_established" in frame):
-            ws.send(chat_message())
+            ws.send(message)
             read_until(ws, observed, is_last_event)
     finally:
         ws.close()
-    return observed
+    return with_own_ids_named(observed, json.loads(message))
+
+
+def with_own_ids_named(observed: list[object], sent: dict[str, object]) -> list[object]:
+    """The frames with the ids this run minted (thread_id, run_id) named: each run mints its own,
+    and the server's events must carry them back."""
+    named = []
+    for item in observed:
+        if isinstance(item, str):
+            for key in ("thread_id", "run_id"):
+                item = item.replace(str(sent[key]), f"<my {key}>")
+        named.append(item)
+    return named
 
 
 def read_until(ws: websocket_client.WebSocket, observed: list[object], last: Callable[[str], bool]) -> bool:
@@ -142,6 +155,7 @@ async def test_a_redacted_cassette_replays_the_same_transcript(recordings: dict[
     replayed = await replay(live_cassette)
     assert replayed == live
     assert json.loads(replayed[-1])["type"] == "agent_completed"
+    assert json.loads(replayed[-1])["thread_id"] == "<my thread_id>"
 
 
 def test_diff_names_exactly_the_missing_events(recordings: dict[str, Path]) -> None:
