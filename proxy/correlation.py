@@ -129,21 +129,28 @@ class Pairs:
         if recorded != live and has_entropy(recorded):
             self.tokens.setdefault(recorded, live)
 
-    def _text(self, recorded: bytes, live: bytes) -> None:
-        """Pair the tokens of two texts in order, if both have as many."""
+    def _text(self, recorded: bytes, live: bytes) -> bool:
+        """Pair the tokens of two texts position by position; False (pairing nothing) unless they
+        line up: as many tokens, and those that differ all minted-looking (not keys or words)."""
         if recorded == live:
-            return
+            return True
         mine, theirs = TOKEN.findall(recorded), TOKEN.findall(live)
-        if len(mine) == len(theirs):
-            for recorded_token, live_token in zip(mine, theirs, strict=True):
-                self._token(recorded_token, live_token)
+        if len(mine) != len(theirs):
+            return False
+        differing = [(a, b) for a, b in zip(mine, theirs, strict=True) if a != b]
+        if not all(has_entropy(a) for a, _ in differing):
+            return False
+        for recorded_token, live_token in differing:
+            self.tokens.setdefault(recorded_token, live_token)
+        return True
 
 
 def pair_messages(
     recorded: bytes, live: bytes | str, is_text: bool, rules: CorrelateRules = NO_RULES, into: Pairs | None = None
 ) -> Pairs:
     """Pair a recorded client message with the live one it matched: JSON by path (also after a
-    short packet-type prefix such as ``42``), other text token by token, binary whole."""
+    short packet-type prefix such as ``42``), other text token by token where the two line up,
+    binary whole."""
     pairs = Pairs() if into is None else into
     data = live.encode() if isinstance(live, str) else live
     if recorded == data:
@@ -161,21 +168,29 @@ def pair_messages(
 
 
 def pair_requests(recorded: HttpRequest, live: HttpRequest, rules: CorrelateRules = NO_RULES) -> Pairs:
-    """Pair a recorded request with the live one it matched: path, query by name, headers by name, body."""
+    """Pair a recorded request with the live one it matched: path, query (in order, else by name),
+    headers by name, body."""
     pairs = Pairs()
     pairs._text(recorded.path.encode(), live.path.encode())
-    live_query = dict(parse_qsl(live.query, keep_blank_values=True))
-    for name, value in parse_qsl(recorded.query, keep_blank_values=True):
-        if name in live_query:
-            pairs._text(value.encode(), live_query[name].encode())
-    live_headers = {name.lower(): value for name, value in live.headers}
-    for name, value in recorded.headers:
-        other = live_headers.get(name.lower())
-        if other is not None and name.lower() not in UNPAIRED_HEADERS:
-            pairs._text(value.encode("latin-1", "replace"), other.encode("latin-1", "replace"))
+    if not pairs._text(recorded.query.encode(), live.query.encode()):
+        live_query = dict(parse_qsl(live.query, keep_blank_values=True))
+        for name, value in parse_qsl(recorded.query, keep_blank_values=True):
+            if name in live_query:
+                pairs._text(value.encode(), live_query[name].encode())
+    minted_headers = [(name.lower(), value) for name, value in recorded.headers if _has_token(value)]
+    if minted_headers:
+        live_headers = {name.lower(): value for name, value in live.headers}
+        for name, value in minted_headers:
+            other = live_headers.get(name)
+            if other is not None and name not in UNPAIRED_HEADERS:
+                pairs._text(value.encode("latin-1", "replace"), other.encode("latin-1", "replace"))
     if recorded.body and live.body:
         pair_messages(recorded.body, live.body, True, rules, pairs)
     return pairs
+
+
+def _has_token(value: str) -> bool:
+    return len(value) >= 8 and any(has_entropy(token) for token in TOKEN.findall(value.encode("latin-1", "replace")))
 
 
 def _decode_prefixed_json(data: bytes) -> tuple[bytes, Any] | None:
@@ -265,8 +280,13 @@ class Substitutions:
         return any(self._token(token) is not None for token in recorded_tokens)
 
     @property
+    def _knows_more_than_tokens(self) -> bool:
+        return any(layer.keyed or layer.binary for layer in self._chain())
+
+    @property
     def empty(self) -> bool:
-        return not any(layer.tokens or layer.keyed or layer.binary for layer in self._chain())
+        """Nothing learned here or in a parent."""
+        return not (self.tokens or self.keyed or self.binary) and (self.parent is None or self.parent.empty)
 
     def apply(self, payload: bytes, recorded_tokens: Iterable[bytes] | None = None) -> bytes:
         """`payload` with every learned recorded value replaced by its live value.
@@ -286,9 +306,12 @@ class Substitutions:
                 payload = re.sub(pattern, lambda match, live=live: match.group(1) + live, payload)
         return payload
 
-    def apply_response(self, response: HttpResponse) -> HttpResponse:
-        """A recorded response with learned values replaced in its body and header values."""
+    def apply_response(self, response: HttpResponse, recorded_tokens: Iterable[bytes] | None = None) -> HttpResponse:
+        """A recorded response with learned values replaced in its body and header values;
+        `recorded_tokens` as for :meth:`apply` (the response's tokens)."""
         if self.empty:
+            return response
+        if recorded_tokens is not None and not (self.knows_any(recorded_tokens) or self._knows_more_than_tokens):
             return response
         headers = tuple(
             (name, self.apply(value.encode("latin-1", "replace")).decode("latin-1")) for name, value in response.headers

@@ -29,6 +29,8 @@ from wsreplay.correlation import (
     pair_messages,
     pair_requests,
     request_tokens,
+    response_data,
+    tokens,
 )
 from wsreplay.matchers import (
     DEFAULT_HTTP_MATCHERS,
@@ -395,6 +397,8 @@ class _Echoes:
     echoed: frozenset[bytes]
     found: tuple[tuple[frozenset[bytes], ...], ...]
     owners: tuple[tuple[frozenset[int], ...], ...]
+    minting: frozenset[int]
+    """The client frames that minted something the server echoed."""
 
 
 def _find_echoes(script: _Script, earlier: Iterable[bytes]) -> _Echoes:
@@ -412,7 +416,8 @@ def _find_echoes(script: _Script, earlier: Iterable[bytes]) -> _Echoes:
         found.append(tuple(carried))
         owners.append(tuple(frozenset(minted_by[t] for t in here if t in minted_by) for here in carried))
     echoed = frozenset(token for step in found for here in step for token in here)
-    return _Echoes(echoed, tuple(found), tuple(owners))
+    minting = frozenset(index for step in owners for here in step for index in here)
+    return _Echoes(echoed, tuple(found), tuple(owners), minting)
 
 
 def _truncate_utf8(text: str, limit: int = MAX_REASON_BYTES) -> str:
@@ -637,7 +642,8 @@ class ConnectionPlayer:
 
     def _learn_frame(self, index: int, is_text: bool, payload: bytes | str) -> None:
         self._used.add(index)
-        if self._context.rules.enabled:
+        rules = self._context.rules
+        if rules.enabled and (index in self._context.echoes(self._recorded).minting or rules.keys or rules.paths):
             recorded = self._script.client_frames[index - 1]
             pairs = pair_messages(recorded.payload, payload, is_text, self._context.rules)
             if pairs:
@@ -720,6 +726,15 @@ def _same_action(first: Action, second: Action, ignore: Ignore) -> bool:
 # --- the session ------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class _ExchangeTokens:
+    """The minted-looking tokens of a recorded response, and whether its request is paired with
+    live ones (see :meth:`ReplaySession._pairs_requests`)."""
+
+    paired: bool
+    response: frozenset[bytes]
+
+
 @dataclass
 class _HttpSequence:
     """Recorded exchanges for one request, answered in order; the last one repeats."""
@@ -728,11 +743,25 @@ class _HttpSequence:
     exchanges: list[HttpExchange]
     answers: list[Respond | Fail]
     served: int = 0
+    _tokens: dict[int, _ExchangeTokens] | None = None
 
-    def next_answer(self) -> Respond | Fail:
-        answer = self.answers[min(self.served, len(self.answers) - 1)]
+    def tokens(self, index: int, pairs_requests: Callable[[frozenset[bytes]], bool]) -> _ExchangeTokens:
+        """Exchange `index`'s tokens, found when first needed."""
+        if self._tokens is None:
+            self._tokens = {}
+        found = self._tokens.get(index)
+        if found is None:
+            exchange = self.exchanges[index]
+            response = tokens(response_data(exchange.response)) if exchange.response else set()
+            paired = pairs_requests(frozenset(request_tokens(exchange.request)))
+            found = self._tokens[index] = _ExchangeTokens(paired, frozenset(response))
+        return found
+
+    def next_index(self) -> int:
+        """The exchange whose answer is next (the last one repeats)."""
+        index = min(self.served, len(self.answers) - 1)
         self.served += 1
-        return answer
+        return index
 
 
 @dataclass
@@ -825,6 +854,7 @@ class ReplaySession:
         self._rules = CorrelateRules.parse(self.options.correlate, self.options.correlation)
         self._substitutions = Substitutions()
         self._http_tokens: frozenset[bytes] | None = None
+        self._server_tokens: frozenset[bytes] | None = None
         self._context = _Context(
             self.options, self._ignore, self._journal, self._rules, self._substitutions, self._recorded_http_tokens
         )
@@ -908,6 +938,21 @@ class ReplaySession:
             )
         return self._http_tokens
 
+    def _recorded_server_tokens(self) -> frozenset[bytes]:
+        """Every minted-looking token the server sent (responses, frames): computed once, when a
+        recorded request with tokens is first answered, so that requests whose tokens never came
+        back cost no pairing."""
+        if self._server_tokens is None:
+            found: set[bytes] = set()
+            for record in self.cassette.records:
+                match record:
+                    case HttpExchange(response=HttpResponse() as response) | WebSocketOpen(response=response):
+                        found |= tokens(response_data(response))
+                    case WebSocketFrame(from_client=False, payload=payload):
+                        found |= tokens(payload)
+            self._server_tokens = frozenset(found)
+        return self._server_tokens
+
     # answering
 
     def answer_http(self, request: HttpRequest) -> HttpAnswer:
@@ -930,22 +975,42 @@ class ReplaySession:
         return self._unmatched("HTTP request", request, recorded, matchers)
 
     def _serve(self, sequence: _HttpSequence, live: HttpRequest) -> Respond | Fail:
-        recorded = sequence.exchanges[min(sequence.served, len(sequence.exchanges) - 1)].request
-        answer = sequence.next_answer()
+        index = sequence.next_index()
+        answer = sequence.answers[index]
         self._journal.http_served += 1
-        self._journal.failures_replayed += isinstance(answer, Fail)
-        if isinstance(answer, Respond):
-            return replace(answer, response=self._correlated(recorded, live, answer.response))
-        return answer
+        if not isinstance(answer, Respond):
+            self._journal.failures_replayed += 1
+            return answer
+        if not self._rules.enabled:
+            return answer
+        found = sequence.tokens(index, self._pairs_requests)
+        if not found.paired and (not found.response or self._substitutions.empty):
+            return answer
+        response = self._correlated(sequence.exchanges[index].request, live, answer.response, found)
+        return answer if response is answer.response else replace(answer, response=response)
 
-    def _correlated(self, recorded: HttpRequest, live: HttpRequest, response: HttpResponse) -> HttpResponse:
+    def _pairs_requests(self, request_tokens: frozenset[bytes]) -> bool:
+        """Whether a recorded request with these tokens is worth pairing with the live one: the
+        server sent one of them back somewhere, or ``--correlate`` rules may name a value of any shape."""
+        if self._rules.keys or self._rules.paths:
+            return True
+        return bool(request_tokens) and not request_tokens.isdisjoint(self._recorded_server_tokens())
+
+    def _correlated(
+        self,
+        recorded: HttpRequest,
+        live: HttpRequest,
+        response: HttpResponse,
+        recorded_tokens: _ExchangeTokens | None = None,
+    ) -> HttpResponse:
         """The recorded `response` to `recorded` with the values the live client minted in its place."""
         if not self._rules.enabled:
             return response
-        pairs = pair_requests(recorded, live, self._rules)
-        for old, new in self._substitutions.learn(pairs):
-            self._journal.substitutions.add(f"{live.method} {live.path}: {describe_pair(old, new)}")
-        return self._substitutions.apply_response(response)
+        if recorded_tokens.paired if recorded_tokens else self._pairs_requests(frozenset(request_tokens(recorded))):
+            pairs = pair_requests(recorded, live, self._rules)
+            for old, new in self._substitutions.learn(pairs):
+                self._journal.substitutions.add(f"{live.method} {live.path}: {describe_pair(old, new)}")
+        return self._substitutions.apply_response(response, recorded_tokens and recorded_tokens.response)
 
     def open_websocket(self, request: HttpRequest) -> UpgradeAnswer:
         """The first unused recorded upgrade matching `request` (the last match repeats once all are used)."""
