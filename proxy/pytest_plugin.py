@@ -212,6 +212,8 @@ class SessionProxy:
             "wsreplay_cassette": str(test.path) if test.replaying else "",
             "wsreplay_passthrough": test.recording and test.replaying,
             "wsreplay_speed": speed,
+            "wsreplay_correlation": not self.config.getoption("wsreplay_no_correlate"),
+            "wsreplay_correlate": list(self.config.getini("wsreplay_correlate")),
             "wsreplay_output": str(test.path) if test.recording else "",
             "wsreplay_append": test.recording and test.replaying,
             "wsreplay_overwrite": test.recording and not test.replaying,
@@ -284,6 +286,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--wsreplay-speed", default=None, metavar="N|max", help="Replay speed (default 1: recorded timing)."
     )
     group.addoption(
+        "--wsreplay-no-correlate",
+        action="store_true",
+        help="Replay recorded answers verbatim: no live client ids (thread ids, request ids) in place of the recorded.",
+    )
+    group.addoption(
         "--wsreplay-max-age",
         default=None,
         metavar="AGE",
@@ -299,6 +306,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("wsreplay_mode", "Default record mode (none, once, new_episodes, all).", default="none")
     parser.addini(
         "wsreplay_speed", "Default replay speed: 1 keeps the recorded timing, max sends at once.", default="1"
+    )
+    parser.addini(
+        "wsreplay_correlate",
+        "JSON keys or paths whose live client values replace the recorded ones in replayed answers, whatever "
+        "they look like (ids with entropy are found without it).",
+        type="linelist",
+        default=[],
     )
     parser.addini("wsreplay_max_age", "A cassette older than this (90s, 30m, 12h, 30d) is stale.", default="")
     parser.addini("wsreplay_on_stale", "What a stale cassette does: warn, fail or rerecord.", default="warn")

@@ -63,3 +63,6 @@ async def test_agent_events_carry_the_clients_own_thread_id_live_and_replayed(la
         assert replayed["thread_id"] != live["thread_id"]
         assert replayed["events"] == [[kind, replayed["thread_id"]] for kind in TURN], replay_args
         assert replayed["close"] == live["close"]
+
+    verbatim = await turn_under(command, "replay", str(cassette), "--no-correlate")
+    assert verbatim["events"] == [[kind, live["thread_id"]] for kind in TURN], "--no-correlate: the recorded ids"
