@@ -89,6 +89,8 @@ UNEXPECTED_FRAME_CODE: Final = 4001
 MAX_REASON_BYTES: Final = 123
 ABRUPT_CODES: Final = frozenset({None, 1006})
 NO_RESPONSE: Final = "the recording has no response for this request"
+MAX_LOOKAHEAD: Final = 256
+"""Recorded client frames not answered yet that a live frame out of the recorded order is compared with."""
 MAX_DETAILS: Final = 100
 """Report entries kept per category; the counts stay exact."""
 
@@ -420,6 +422,56 @@ def _find_echoes(script: _Script, earlier: Iterable[bytes]) -> _Echoes:
     return _Echoes(echoed, tuple(found), tuple(owners), minting)
 
 
+Position: TypeAlias = tuple[int, int]
+"""``(k, i)``: action ``i`` of step ``k`` of a script."""
+
+
+class _CausalSchedule:
+    """The server actions of a script not played yet, once its client went out of the recorded
+    order: each waits for the client frames it answers (those whose ids it carries, else the
+    one it followed), a close or drop for everything before it too."""
+
+    def __init__(self, script: _Script, echoes: _Echoes, start: int, used: set[int]) -> None:
+        self._echoes = echoes
+        self._used = used
+        self._blocked: dict[int, list[Position]] = {}
+        self._terminal: Position | None = None
+        self._waiting = 0
+        self._ready: list[Position] = []
+        for k in range(start, len(script.steps)):
+            for i, action in enumerate(script.steps[k]):
+                if isinstance(action, Close | Abort):
+                    self._terminal = (k, i)
+                else:
+                    self._waiting += 1
+                    self._place((k, i))
+
+    def _place(self, position: Position) -> None:
+        k, i = position
+        owners = self._echoes.owners[k][i] or ({k} if k else set())
+        missing = min((index for index in owners if index not in self._used), default=None)
+        if missing is None:
+            self._ready.append(position)
+        else:
+            self._blocked.setdefault(missing, []).append(position)
+
+    def answered(self, index: int) -> list[Position]:
+        """Recorded client frame `index` was answered (it is in `used`): what may be played now,
+        in recorded order."""
+        for position in self._blocked.pop(index, ()):
+            self._place(position)
+        ready, self._ready = sorted(self._ready), []
+        self._waiting -= len(ready)
+        if (
+            self._terminal is not None
+            and not self._waiting
+            and (self._terminal[0] in self._used or not self._terminal[0])
+        ):
+            ready.append(self._terminal)
+            self._terminal = None
+        return ready
+
+
 def _truncate_utf8(text: str, limit: int = MAX_REASON_BYTES) -> str:
     data = text.encode("utf-8")
     if len(data) <= limit:
@@ -472,8 +524,9 @@ class ConnectionPlayer:
         self._finished = False
         self._substitutions = Substitutions(parent=context.substitutions)
         self._used: set[int] = set()
-        self._pending: list[tuple[int, int]] | None = None
-        """Recorded server actions not yet played, once out of the recorded order (else None)."""
+        self._schedule: _CausalSchedule | None = None
+        """The server actions not yet played, once out of the recorded order (else None)."""
+        self._first_unused = 1
         recorded.player = self
 
     @property
@@ -505,7 +558,7 @@ class ConnectionPlayer:
         if self._finished:
             return ()
         self._received += 1
-        if self._pending is not None:
+        if self._schedule is not None:
             return self._client_frame_out_of_order(is_text, payload)
         index = self._received
         frames = self._script.client_frames
@@ -516,9 +569,8 @@ class ConnectionPlayer:
         if differences or not known:
             other = self._best_unused(is_text, payload)
             if other is not None:
-                self._pending = [
-                    (k, i) for k in range(index, len(self._script.steps)) for i in range(len(self._script.steps[k]))
-                ]
+                echoes = self._context.echoes(self._recorded)
+                self._schedule = _CausalSchedule(self._script, echoes, index, self._used)
                 return self._answer_out_of_order(other, is_text, payload)
         if not known:
             summary = f"unexpected client frame {index}"
@@ -571,10 +623,19 @@ class ConnectionPlayer:
             return True
         return False
 
+    def _unused(self) -> Iterator[int]:
+        """The recorded client frames not answered yet, in order."""
+        frames = self._script.client_frames
+        while self._first_unused in self._used:
+            self._first_unused += 1
+        return (index for index in range(self._first_unused, len(frames) + 1) if index not in self._used)
+
     def _best_unused(self, is_text: bool, payload: bytes | str) -> int | None:
-        """The first recorded client frame not answered yet that this live frame matches."""
-        for index, frame in enumerate(self._script.client_frames, 1):
-            if index not in self._used and not self._differences(frame, is_text, payload):
+        """The first of the next `MAX_LOOKAHEAD` recorded client frames not answered yet that
+        this live frame matches."""
+        frames = self._script.client_frames
+        for index in itertools.islice(self._unused(), MAX_LOOKAHEAD):
+            if not self._differences(frames[index - 1], is_text, payload):
                 return index
         return None
 
@@ -592,18 +653,18 @@ class ConnectionPlayer:
         if index is not None:
             return self._answer_out_of_order(index, is_text, payload)
         frames = self._script.client_frames
-        unused = [k for k in range(1, len(frames) + 1) if k not in self._used]
-        if not unused:
+        first = next(self._unused(), None)
+        if first is None:
             summary = f"unexpected client frame {self._received}"
             detail = f"{summary} (the recording has {len(frames)}, all answered)"
             return self._mismatch(summary, detail, UNEXPECTED_FRAME_CODE)
-        differences = self._differences(frames[unused[0] - 1], is_text, payload)
+        differences = self._differences(frames[first - 1], is_text, payload)
         summary = f"frame {self._received} matches no unanswered recorded frame: {summarize(differences)}"
         detail = (
-            f"client frame {self._received} matches none of the {len(unused)} recorded frames not answered yet; "
-            f"against recorded frame {unused[0]}:\n{format_differences(differences)}"
+            f"client frame {self._received} matches none of the {len(frames) - len(self._used)} recorded frames "
+            f"not answered yet; against recorded frame {first}:\n{format_differences(differences)}"
         )
-        return self._mismatch(summary, detail, MISMATCH_CODE, unused[0], is_text, payload)
+        return self._mismatch(summary, detail, MISMATCH_CODE, first, is_text, payload)
 
     def _answer(self, index: int, is_text: bool, payload: bytes | str) -> Sequence[Action]:
         """Recorded client frame `index` answers the live one: in order, play its step."""
@@ -618,26 +679,16 @@ class ConnectionPlayer:
             self._context.journal.out_of_order.add(
                 f"{self.label}: live frame {self._received} answered as recorded frame {index}"
             )
-        script, echoes, pending = self._script, self._context.echoes(self._recorded), self._pending or []
+        script, echoes = self._script, self._context.echoes(self._recorded)
         previous = script.client_frames[index - 1].time
         actions: list[Action] = []
-        waiting: list[tuple[int, int]] = []
-        for k, i in pending:
-            action, owners = script.steps[k][i], echoes.owners[k][i]
-            ready = owners <= self._used and (bool(owners) or k == 0 or k in self._used)
-            if isinstance(action, Close | Abort) and waiting:
-                ready = False
-            if not ready:
-                waiting.append((k, i))
-                continue
+        for k, i in cast(_CausalSchedule, self._schedule).answered(index):
             recorded_at = script.times[k][i]
-            action = replace(action, delay=self._context.options.scaled(recorded_at - previous))
+            action = replace(script.steps[k][i], delay=self._context.options.scaled(recorded_at - previous))
             previous = max(previous, recorded_at)
             actions.append(self._substituted(action, echoes.found[k][i]))
             if isinstance(action, Close | Abort):
                 self._finished = True
-                break
-        self._pending = waiting
         return actions
 
     def _learn_frame(self, index: int, is_text: bool, payload: bytes | str) -> None:
@@ -678,7 +729,7 @@ class ConnectionPlayer:
             return (log, Close(code, _truncate_utf8(summary)))
         if index is None:
             return (log,)
-        if self._pending is not None:
+        if self._schedule is not None:
             return (log, *self._answer_out_of_order(index, is_text, payload))
         self._used.add(index)
         return (log, *self._play(index))

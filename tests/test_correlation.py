@@ -259,3 +259,26 @@ def test_values_pair_where_the_messages_line_up() -> None:
     assert reordered.tokens == {b"x1y2z3w4q5": b"k9k9k9k9k9"}, "keys in another order pair by JSON path"
     pairs = pair_messages(b"join room7a8b9c0d now", "join room1f2e3d4c now", True)
     assert pairs.tokens == {b"room7a8b9c0d": b"room1f2e3d4c"}
+
+
+def test_a_long_multiplexed_session_answers_every_call_with_its_own_id() -> None:
+    """300 calls, each answered right after it in the recording; the live client sends them
+    two by two in swapped order: each answer carries its own call's fresh id."""
+    calls = [("add", [n, n]) for n in range(300)]
+    records: list[Record] = [accepted_open(1, 0.0)]
+    for n, call in enumerate(calls):
+        call_id = str(uuid.uuid4())
+        records += [client(1, 1.0 + n, rpc(call_id, *call)), server(1, 1.5 + n, {"id": call_id, "result": 2 * n})]
+    replay = session(records)
+    player = player_for(replay)
+    results: dict[str, object] = {}
+    sent_ids: dict[str, int] = {}
+    for pair in range(0, 300, 2):
+        for n in (pair + 1, pair):
+            call_id = str(uuid.uuid4())
+            sent_ids[call_id] = n
+            results.update(
+                {a["id"]: a["result"] for a in sent(player.client_frame(True, json.dumps(rpc(call_id, *calls[n]))))}
+            )
+    assert results == {call_id: 2 * n for call_id, n in sent_ids.items()}
+    assert replay.report().mismatch_count == 0
