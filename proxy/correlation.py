@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import parse_qsl
@@ -303,7 +303,7 @@ class Substitutions:
                 payload = payload.replace(recorded, live)
             for (key, recorded), live in layer.keyed.items():
                 pattern = rb'("' + re.escape(key.encode()) + rb'"\s*:\s*)' + re.escape(recorded) + rb"(?![\w.])"
-                payload = re.sub(pattern, lambda match, live=live: match.group(1) + live, payload)
+                payload = re.sub(pattern, _after_key(live), payload)
         return payload
 
     def apply_response(self, response: HttpResponse, recorded_tokens: Iterable[bytes] | None = None) -> HttpResponse:
@@ -320,6 +320,15 @@ class Substitutions:
         if body == response.body and headers == response.headers:
             return response
         return HttpResponse(response.status, response.reason, response.http_version, _fix_length(headers, body), body)
+
+
+def _after_key(live: bytes) -> Callable[[re.Match[bytes]], bytes]:
+    """A replacement keeping the matched key (group 1) and putting `live` after it."""
+
+    def replacement(match: re.Match[bytes]) -> bytes:
+        return match.group(1) + live
+
+    return replacement
 
 
 def _fix_length(headers: tuple[tuple[str, str], ...], body: bytes) -> tuple[tuple[str, str], ...]:

@@ -27,7 +27,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import pytest
 
@@ -266,6 +266,10 @@ def _split_upstream(url: str) -> tuple[str, str, int]:
 # --- pytest hooks -------------------------------------------------------------------
 
 
+ONE_PER_LINE: Final = "linelist"
+"""pytest's ini type for a list given one item per line."""
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("wsreplay", "WebSocket and HTTP record/replay (wsreplay)")
     group.addoption(
@@ -311,7 +315,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "wsreplay_correlate",
         "JSON keys or paths whose live client values replace the recorded ones in replayed answers, whatever "
         "they look like (ids with entropy are found without it).",
-        type="linelist",
+        type=ONE_PER_LINE,
         default=[],
     )
     parser.addini("wsreplay_max_age", "A cassette older than this (90s, 30m, 12h, 30d) is stale.", default="")

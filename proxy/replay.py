@@ -422,6 +422,18 @@ def _find_echoes(script: _Script, earlier: Iterable[bytes]) -> _Echoes:
     return _Echoes(echoed, tuple(found), tuple(owners), minting)
 
 
+def _delayed(action: Action, delay: float) -> Action:
+    """`action` to perform `delay` seconds after the one before it."""
+    match action:
+        case Send():
+            return replace(action, delay=delay)
+        case Close():
+            return replace(action, delay=delay)
+        case Abort():
+            return replace(action, delay=delay)
+    return action
+
+
 Position: TypeAlias = tuple[int, int]
 """``(k, i)``: action ``i`` of step ``k`` of a script."""
 
@@ -684,7 +696,7 @@ class ConnectionPlayer:
         actions: list[Action] = []
         for k, i in cast(_CausalSchedule, self._schedule).answered(index):
             recorded_at = script.times[k][i]
-            action = replace(script.steps[k][i], delay=self._context.options.scaled(recorded_at - previous))
+            action = _delayed(script.steps[k][i], self._context.options.scaled(recorded_at - previous))
             previous = max(previous, recorded_at)
             actions.append(self._substituted(action, echoes.found[k][i]))
             if isinstance(action, Close | Abort):
@@ -1061,7 +1073,7 @@ class ReplaySession:
             pairs = pair_requests(recorded, live, self._rules)
             for old, new in self._substitutions.learn(pairs):
                 self._journal.substitutions.add(f"{live.method} {live.path}: {describe_pair(old, new)}")
-        return self._substitutions.apply_response(response, recorded_tokens and recorded_tokens.response)
+        return self._substitutions.apply_response(response, recorded_tokens.response if recorded_tokens else None)
 
     def open_websocket(self, request: HttpRequest) -> UpgradeAnswer:
         """The first unused recorded upgrade matching `request` (the last match repeats once all are used)."""
