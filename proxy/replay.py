@@ -315,7 +315,11 @@ class ReplayReport:
                 self.volatile_match_count,
             ),
             ("client frames answered out of the recorded order", self.out_of_order, self.out_of_order_count),
-            ("client-minted values substituted", self.substitutions, self.substitution_count),
+            (
+                "client-minted values correlated (live value in place of recorded)",
+                self.substitutions,
+                self.substitution_count,
+            ),
             ("client frames unlike the recording", self.mismatches, self.mismatch_count),
             ("connections closed before their recorded end", self.incomplete, len(self.incomplete)),
             ("recorded HTTP exchanges never used", self.unused_exchanges, len(self.unused_exchanges)),
@@ -1164,17 +1168,19 @@ _Alike = TypeVar("_Alike", "_HttpSequence", "_RecordedUpgrade")
 def _first_unused_alike(
     recorded: Sequence[_Alike], live: HttpRequest, unused: Callable[[_Alike], bool]
 ) -> tuple[_Alike, list[str]] | None:
-    """The first unused recording (else the last used one) whose request is `live`'s but for the
-    values of its parameters and body (per-run tokens, cache-busters), with the names of those that differ."""
-    alike: tuple[_Alike, list[str]] | None = None
-    for candidate in recorded:
+    """The recording whose request is `live`'s but for the values of its parameters and body
+    (per-run tokens, cache-busters), with the names of those that differ: unused ones first,
+    then those differing in the fewest values (a session id that matches wins over one that
+    does not), then the first recorded."""
+    best: tuple[tuple[bool, int, int], _Alike, list[str]] | None = None
+    for position, candidate in enumerate(recorded):
         names = volatile_values(candidate.request, live)
         if names is None:
             continue
-        alike = (candidate, names)
-        if unused(candidate):
-            return alike
-    return alike
+        rank = (not unused(candidate), len(names), position)
+        if best is None or rank < best[0]:
+            best = (rank, candidate, names)
+    return None if best is None else (best[1], best[2])
 
 
 def _http_key(request: HttpRequest) -> tuple[str, str]:

@@ -282,3 +282,15 @@ def test_a_long_multiplexed_session_answers_every_call_with_its_own_id() -> None
             )
     assert results == {call_id: 2 * n for call_id, n in sent_ids.items()}
     assert replay.report().mismatch_count == 0
+
+
+def test_among_requests_alike_the_one_with_the_same_session_id_answers() -> None:
+    """Two recorded long-poll sessions; a poll of the second session (its sid, a fresh
+    cache-buster) gets the second session's answer even though the first one's is unused."""
+    polls = [
+        HttpExchange(n, n * 0.1, http_request("/sio", query=f"EIO=4&sid={sid}&t={t}"), json_response(200, {"n": n}))
+        for n, (sid, t) in enumerate([("Aa11Bb22Cc33", "Pq3xA1z"), ("Zz99Yy88Xx77", "Pq3xB7k")], 1)
+    ]
+    replay = session(polls)
+    answer = replay.answer_http(http_request("/sio", query="EIO=4&sid=Zz99Yy88Xx77&t=Qm7Kp2w"))
+    assert isinstance(answer, Respond) and json.loads(answer.response.body) == {"n": 2}
