@@ -14,14 +14,19 @@ once when it sees a foreign id).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.support.node import NODE
-from tests.support.npm_scripts import NPM_DIR, explain, listening_server, node_under_wsreplay, requires_npm_packages
+from tests.support.npm_scripts import (
+    NPM_DIR,
+    Recording,
+    explain,
+    node_under_wsreplay,
+    record_live,
+    requires_npm_packages,
+)
 from wsreplay.cassette import load_cassette
 from wsreplay.records import WebSocketFrame
 
@@ -35,22 +40,11 @@ def countdown(label: str, start: int) -> list[dict[str, Any]]:
     return [{"data": {"countdown": f"{label}:{n}"}} for n in range(start, -1, -1)]
 
 
-@dataclass(frozen=True)
-class Recording:
-    cassette: Path
-    live: dict[str, Any]
-
-
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory: pytest.TempPathFactory) -> Recording:
     """The client's session with the live server through `wsreplay record`; the server is gone after."""
     assert NODE is not None
-    cassette = tmp_path_factory.mktemp("graphql-ws") / "graphql-ws.cassette"
-    with listening_server(NODE, str(SERVER)) as port:
-        upstream = f"http://127.0.0.1:{port}"
-        result, live = node_under_wsreplay("record", "--upstream", upstream, "-o", str(cassette), script=CLIENT)
-    assert result.returncode == 0, explain(result, live)
-    return Recording(cassette, live)
+    return record_live([NODE, str(SERVER)], tmp_path_factory.mktemp("graphql-ws") / "graphql-ws.cassette", CLIENT)
 
 
 def without_ids(transcript: dict[str, Any]) -> dict[str, Any]:

@@ -14,13 +14,18 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.support.npm_scripts import NPM_DIR, explain, listening_server, node_under_wsreplay, requires_npm_packages
+from tests.support.npm_scripts import (
+    NPM_DIR,
+    Recording,
+    explain,
+    node_under_wsreplay,
+    record_live,
+    requires_npm_packages,
+)
 from wsreplay.cassette import load_cassette
 from wsreplay.records import WebSocketFrame
 
@@ -38,24 +43,12 @@ SQUARE = "square([12])"
 DIVIDE = 'divide({"a":1,"b":0})'
 
 
-@dataclass(frozen=True)
-class Recording:
-    cassette: Path
-    live: dict[str, Any]
-
-
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory: pytest.TempPathFactory) -> Recording:
     """The calls in RECORDED_ORDER against the live server through `wsreplay record`; the server is
     gone after."""
     cassette = tmp_path_factory.mktemp("jsonrpc") / "jsonrpc.cassette"
-    with listening_server(sys.executable, str(SERVER)) as port:
-        upstream = f"http://127.0.0.1:{port}"
-        result, live = node_under_wsreplay(
-            "record", "--upstream", upstream, "-o", str(cassette), script=CLIENT, args=[RECORDED_ORDER]
-        )
-    assert result.returncode == 0, explain(result, live)
-    return Recording(cassette, live)
+    return record_live([sys.executable, str(SERVER)], cassette, CLIENT, [RECORDED_ORDER])
 
 
 def test_the_live_server_answers_each_call_by_id_and_out_of_order(recording: Recording) -> None:

@@ -16,6 +16,7 @@ import subprocess
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -99,3 +100,21 @@ def node_under_wsreplay(
 def explain(result: subprocess.CompletedProcess[str], transcript: Any) -> str:
     """What a failed run said: the client's transcript and wsreplay's stderr."""
     return f"exit status {result.returncode}\nclient: {json.dumps(transcript)}\nwsreplay:\n{result.stderr}"
+
+
+@dataclass(frozen=True)
+class Recording:
+    cassette: Path
+    live: Any
+    """The client's transcript of the live session."""
+
+
+def record_live(server: Sequence[str], cassette: Path, script: Path, args: Sequence[str] = ()) -> Recording:
+    """Start `server`, run the Node `script` against it through `wsreplay record`, stop the server."""
+    with listening_server(*server) as port:
+        upstream = f"http://127.0.0.1:{port}"
+        result, live = node_under_wsreplay(
+            "record", "--upstream", upstream, "-o", str(cassette), script=script, args=args
+        )
+    assert result.returncode == 0, explain(result, live)
+    return Recording(cassette, live)
