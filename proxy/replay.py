@@ -495,6 +495,39 @@ def _truncate_utf8(text: str, limit: int = MAX_REASON_BYTES) -> str:
     return data[: limit - 3].decode("utf-8", "ignore") + "..."
 
 
+class _RecordedTokens:
+    """The tokens a cassette's client sent in HTTP requests, and those its server ever sent,
+    each found once, when first needed (loading a cassette does not pay for them)."""
+
+    def __init__(self, records: Sequence[Record]) -> None:
+        self._records = records
+        self._http_requests: frozenset[bytes] | None = None
+        self._server: frozenset[bytes] | None = None
+
+    def http_requests(self) -> frozenset[bytes]:
+        if self._http_requests is None:
+            found: set[bytes] = set()
+            for record in self._records:
+                if isinstance(record, HttpExchange):
+                    found |= request_tokens(record.request)
+            self._http_requests = frozenset(found)
+        return self._http_requests
+
+    def server(self) -> frozenset[bytes]:
+        """Every token the server sent (responses, frames): a request whose tokens are not among
+        them needs no pairing."""
+        if self._server is None:
+            found: set[bytes] = set()
+            for record in self._records:
+                match record:
+                    case HttpExchange(response=HttpResponse() as response) | WebSocketOpen(response=response):
+                        found |= tokens(response_data(response))
+                    case WebSocketFrame(from_client=False, payload=payload):
+                        found |= tokens(payload)
+            self._server = frozenset(found)
+        return self._server
+
+
 @dataclass(frozen=True)
 class _Context:
     """What every player of a session shares."""
@@ -505,12 +538,11 @@ class _Context:
     rules: CorrelateRules
     substitutions: Substitutions
     """Values learned from every connection and request, under each player's own."""
-    http_tokens: Callable[[], frozenset[bytes]]
-    """The tokens of every recorded HTTP request (computed once, when first needed)."""
+    tokens: _RecordedTokens
 
     def echoes(self, recorded: _RecordedUpgrade) -> _Echoes:
         if recorded.echoes is None:
-            earlier = self.http_tokens() if self.rules.enabled else frozenset()
+            earlier = self.tokens.http_requests() if self.rules.enabled else frozenset()
             recorded.echoes = _find_echoes(cast(_Script, recorded.outcome), earlier)
         return recorded.echoes
 
@@ -920,10 +952,9 @@ class ReplaySession:
         self._journal = _Journal()
         self._rules = CorrelateRules.parse(self.options.correlate, self.options.correlation)
         self._substitutions = Substitutions()
-        self._http_tokens: frozenset[bytes] | None = None
-        self._server_tokens: frozenset[bytes] | None = None
+        self._tokens = _RecordedTokens(cassette.records)
         self._context = _Context(
-            self.options, self._ignore, self._journal, self._rules, self._substitutions, self._recorded_http_tokens
+            self.options, self._ignore, self._journal, self._rules, self._substitutions, self._tokens
         )
         self._http = _HttpIndex(self.options.http_matchers, self._ignore, self._loose)
         self._upgrades: dict[str, list[_RecordedUpgrade]] = {}
@@ -994,32 +1025,6 @@ class ReplaySession:
     def _recorded_connection(self, open_record: WebSocketOpen, records: list[Record]) -> _RecordedUpgrade:
         return _RecordedUpgrade(open_record, _compile_script(open_record, records, self.options))
 
-    def _recorded_http_tokens(self) -> frozenset[bytes]:
-        if self._http_tokens is None:
-            self._http_tokens = frozenset(
-                token
-                for bucket in self._http.buckets.values()
-                for sequence in bucket
-                for exchange in sequence.exchanges
-                for token in request_tokens(exchange.request)
-            )
-        return self._http_tokens
-
-    def _recorded_server_tokens(self) -> frozenset[bytes]:
-        """Every minted-looking token the server sent (responses, frames): computed once, when a
-        recorded request with tokens is first answered, so that requests whose tokens never came
-        back cost no pairing."""
-        if self._server_tokens is None:
-            found: set[bytes] = set()
-            for record in self.cassette.records:
-                match record:
-                    case HttpExchange(response=HttpResponse() as response) | WebSocketOpen(response=response):
-                        found |= tokens(response_data(response))
-                    case WebSocketFrame(from_client=False, payload=payload):
-                        found |= tokens(payload)
-            self._server_tokens = frozenset(found)
-        return self._server_tokens
-
     # answering
 
     def answer_http(self, request: HttpRequest) -> HttpAnswer:
@@ -1061,7 +1066,7 @@ class ReplaySession:
         server sent one of them back somewhere, or ``--correlate`` rules may name a value of any shape."""
         if self._rules.keys or self._rules.paths:
             return True
-        return bool(request_tokens) and not request_tokens.isdisjoint(self._recorded_server_tokens())
+        return bool(request_tokens) and not request_tokens.isdisjoint(self._tokens.server())
 
     def _correlated(
         self,
