@@ -9,7 +9,8 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
@@ -453,6 +454,30 @@ def sample_server(
         pass
     except OSError as exc:
         fail(f"cannot listen on {listen[0]}:{listen[1]}: {exc.strerror}")
+
+
+@contextmanager
+def reading(path: Path) -> Iterator[CassetteReader]:
+    """Open a cassette for one streaming pass over its records (memory stays flat).
+
+    A cassette that cannot be read ends the command with one sentence (exit 2); a tail cut
+    short by a killed recorder is a warning once the pass is over.
+    """
+    try:
+        reader, handle = open_cassette(path)
+    except CassetteError as exc:
+        fail(str(exc))
+    try:
+        with handle:
+            yield reader
+    except CassetteError as exc:
+        fail(str(exc))
+    if reader.truncated_at is not None:
+        click.echo(
+            f"wsreplay: warning: {path} ends with an incomplete record at byte {reader.truncated_at}; "
+            f"using the {reader.records_read} complete records",
+            err=True,
+        )
 
 
 def _load(path: Path) -> Cassette:
