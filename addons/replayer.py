@@ -20,10 +20,11 @@ from collections.abc import Sequence
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.proxy.server_hooks import ServerConnectionHookData
 
-from wsreplay.cassette import CassetteError, load_cassette
+from wsreplay.cassette import CassetteError
 from wsreplay.flows import mark_replayed, request_record, to_mitmproxy_response
 from wsreplay.replay import Accepted, ReplayOptions, ReplayReport, ReplaySession, Unmatched, parse_speed
 from wsreplay.replay_server import CONNECTION_HEADER, ReplayServer
+from wsreplay.sources import CassetteFile, truncation_warning
 
 log = logging.getLogger("wsreplay.replay")
 
@@ -124,12 +125,14 @@ class Replayer:
                 correlation=ctx.options.wsreplay_correlation,
                 correlate=tuple(ctx.options.wsreplay_correlate),
             )
-            cassette = load_cassette(ctx.options.wsreplay_cassette)
+            cassette = CassetteFile(ctx.options.wsreplay_cassette)
+            self.session = ReplaySession(cassette, options)
         except (ValueError, CassetteError) as exc:
             raise exceptions.OptionsError(str(exc)) from None
-        self.session = ReplaySession(cassette, options)
         self.final_report = None
-        log.info("replaying %s (%d records)", cassette.path, len(cassette.records))
+        log.info("replaying %s (%d records)", cassette.path, cassette.records_indexed)
+        if cassette.truncated_at is not None:
+            log.warning(truncation_warning(cassette))
 
     async def running(self) -> None:
         self.server = ReplayServer(None)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, Any, BinaryIO, TypeAlias
 
 import msgpack
 
@@ -198,8 +198,36 @@ _ARITY = {KIND_HTTP: 6, KIND_WS_OPEN: 6, KIND_FRAME: 5, KIND_CLOSE: 6, KIND_FAIL
 _ARITY_BY_VERSION = {FIRST_VERSION: _ARITY | {KIND_WS_OPEN: 5}, FORMAT_VERSION: _ARITY}
 
 
+_SET_FRAME_FIELDS = tuple(getattr(WebSocketFrame, item.name).__set__ for item in fields(WebSocketFrame))
+
+
+def _new_frame(record_id: int, time: float, from_client: bool, is_text: bool, payload: bytes) -> WebSocketFrame:
+    """``WebSocketFrame(...)`` for the reader's hot path: the same object, its slots set directly
+    rather than through the frozen dataclass's checked ``__init__`` (half the cost)."""
+    frame = object.__new__(WebSocketFrame)
+    set_id, set_time, set_from_client, set_is_text, set_payload = _SET_FRAME_FIELDS
+    set_id(frame, record_id)
+    set_time(frame, time)
+    set_from_client(frame, from_client)
+    set_is_text(frame, is_text)
+    set_payload(frame, payload)
+    return frame
+
+
 def decode_record(value: Any, version: int = FORMAT_VERSION) -> Record:
     """Turn one decoded msgpack array of a format `version` cassette back into a record, checking its shape."""
+    if type(value) is list and len(value) == 5 and value[0] == KIND_FRAME:
+        kind, record_id, time_us, flags, payload = value
+        if (
+            type(record_id) is type(time_us) is type(flags) is int
+            and type(payload) is bytes
+            and record_id >= 0
+            and time_us >= 0
+            and flags >= 0
+        ):
+            return _new_frame(
+                record_id, time_us / 1_000_000, flags & FLAG_FROM_CLIENT != 0, flags & FLAG_TEXT != 0, payload
+            )
     arity = _ARITY_BY_VERSION[version]
     items = _expect(value, list, "record")
     if len(items) < 3:
@@ -297,27 +325,38 @@ def _check_keys(value: dict[Any, Any]) -> dict[Any, Any]:
     return value
 
 
-@dataclass
+ServerFrameMark: TypeAlias = tuple[int, int]
+"""A server frame indexing passed over undecoded: its connection id and its time in microseconds."""
+
+
 class CassetteReader:
     """Streams a cassette's records in constant memory.
 
     Iterate over it for the records; afterwards ``truncated_at`` is the byte offset of
     an incomplete last record (a recorder killed mid-write), or None.
+
+    With `resume` (the header read before, and a record's offset as :meth:`positioned`
+    gives it), the reader starts at that record instead of at the header.
     """
 
-    source: BinaryIO
-    name: str = "cassette"
-    header: CassetteHeader = field(init=False)
-    truncated_at: int | None = field(default=None, init=False)
-    records_read: int = field(default=0, init=False)
-    _unpacker: msgpack.Unpacker = field(init=False, repr=False)
-    _fed: int = field(default=0, init=False, repr=False)
-    _eof: bool = field(default=False, init=False, repr=False)
-
-    def __post_init__(self) -> None:
+    def __init__(
+        self, source: BinaryIO, name: str = "cassette", *, resume: tuple[CassetteHeader, int] | None = None
+    ) -> None:
+        self.source = source
+        self.name = name
+        self.truncated_at: int | None = None
+        self.records_read = 0
         self._unpacker = _new_unpacker()
+        self._base = 0
+        """The file offset of the first byte given to the unpacker."""
+        self._fed = 0
+        self._eof = False
+        if resume is not None:
+            self.header, self._base = resume
+            source.seek(self._base)
+            return
         try:
-            first = self._next_object()
+            first = self._next_object(0)
         except CorruptRecordError:
             raise NotACassetteError(
                 f"{self.name} is not a wsreplay cassette (it does not start with a readable cassette header)"
@@ -345,37 +384,103 @@ class CassetteReader:
             ) from None
         return True
 
-    def _next_object(self) -> Any:
-        # msgpack parses incrementally, so tell() moves inside a partial object: the
-        # object's start is taken once, before the first attempt.
-        offset = self._unpacker.tell()
+    def _next_object(self, offset: int) -> Any:
+        """The next msgpack object, which starts at file offset `offset`, reading more of the
+        file as needed; None at the end.
+
+        msgpack parses incrementally, so tell() moves inside a partial object: the
+        object's start is taken once, before the first attempt.
+        """
         while True:
             try:
                 return self._unpacker.unpack()
             except msgpack.OutOfData:
                 if self._eof or not self._fill(offset):
-                    if offset < self._fed:
+                    if offset < self._base + self._fed:
                         self.truncated_at = offset
                     return None
-            except _Invalid as exc:
-                raise CorruptRecordError(f"{self.name}: corrupt record at byte {offset}: {exc}") from None
-            except (ValueError, msgpack.UnpackException, RecursionError, MemoryError) as exc:
-                raise CorruptRecordError(
-                    f"{self.name}: corrupt data at byte {offset} ({_describe(exc)}); the records before it are intact"
-                ) from None
+            except _UNREADABLE as exc:
+                raise self._corrupt(offset, exc) from None
+
+    def _corrupt(self, offset: int, exc: BaseException) -> CorruptRecordError:
+        if isinstance(exc, _Invalid):
+            return CorruptRecordError(f"{self.name}: corrupt record at byte {offset}: {exc}")
+        return CorruptRecordError(
+            f"{self.name}: corrupt data at byte {offset} ({_describe(exc)}); the records before it are intact"
+        )
+
+    def _values(self) -> Iterator[tuple[int, int, Any]]:
+        """``(start, end, value)``: each msgpack object after the header, undecoded, with the
+        file offsets where it starts and ends."""
+        unpacker, base = self._unpacker, self._base
+        while True:
+            start = base + unpacker.tell()
+            try:
+                value = unpacker.unpack()  # the fast path: the object is whole in the buffer
+            except msgpack.OutOfData:
+                value = self._next_object(start)
+                if value is None:
+                    return
+            except _UNREADABLE as exc:
+                raise self._corrupt(start, exc) from None
+            yield start, base + unpacker.tell(), value
 
     def __iter__(self) -> Iterator[Record]:
-        while True:
-            offset = self._unpacker.tell()
-            value = self._next_object()
-            if value is None:
-                return
+        return self._records()
+
+    def without_server_frames(self) -> Iterator[Record]:
+        """The records but the server's frames, which are passed over without being decoded
+        or checked (a first pass that needs what clients sent)."""
+        return self._records(skip_server_frames=True)
+
+    def of_connection(self, record_id: int) -> Iterator[Record]:
+        """The records of one connection (or exchange); the others are passed over undecoded."""
+        return self._records(only_id=record_id)
+
+    def _records(self, skip_server_frames: bool = False, only_id: int | None = None) -> Iterator[Record]:
+        version = self.header.version
+        for start, _, value in self._values():
+            if skip_server_frames and _is_server_frame(value):
+                continue
+            if only_id is not None and type(value) is list and len(value) > 1 and value[1] != only_id:
+                continue
             try:
-                record = decode_record(value, self.header.version)
+                record = decode_record(value, version)
             except _Invalid as exc:
-                raise CorruptRecordError(f"{self.name}: corrupt record at byte {offset}: {exc}") from None
+                raise self._corrupt(start, exc) from None
             self.records_read += 1
             yield record
+
+    def positioned(self) -> Iterator[tuple[int, int, Record | ServerFrameMark]]:
+        """``(start, end, record)`` for each record, with the file offsets where it starts and
+        ends; a server frame comes as a :data:`ServerFrameMark`, undecoded and unchecked
+        (what indexing a cassette for replay needs)."""
+        version = self.header.version
+        for start, end, value in self._values():
+            if _is_server_frame(value):
+                if type(value[1]) is int and type(value[2]) is int:
+                    yield start, end, (value[1], value[2])
+                    continue
+            try:
+                record = decode_record(value, version)
+            except _Invalid as exc:
+                raise self._corrupt(start, exc) from None
+            self.records_read += 1
+            yield start, end, record
+
+
+def _is_server_frame(value: Any) -> bool:
+    return (
+        type(value) is list
+        and len(value) == 5
+        and value[0] == KIND_FRAME
+        and type(value[3]) is int
+        and not value[3] & FLAG_FROM_CLIENT
+    )
+
+
+_UNREADABLE = (_Invalid, ValueError, msgpack.UnpackException, RecursionError, MemoryError)
+"""What msgpack raises on data that is not a valid record (OutOfData aside: more may come)."""
 
 
 def _describe(exc: BaseException) -> str:

@@ -18,18 +18,22 @@ import click
 
 import wsreplay
 from wsreplay.cassette import CassetteError, open_cassette
-from wsreplay.timeline import record_as_dict, timeline_line
+from wsreplay.timeline import record_json, timeline_line
 from wsreplay.upstream import reverse_mode
 
 if TYPE_CHECKING:
     from wsreplay.cassette import Cassette, CassetteReader
     from wsreplay.mitm import ProxyHost, ProxySettings
+    from wsreplay.records import CassetteHeader
     from wsreplay.redaction import RedactionRules
     from wsreplay.replay import ReplayOptions, ReplayReport
+    from wsreplay.sources import CassetteFile
 
 EXIT_BAD_INPUT = 2
 EXIT_COMMAND_NOT_RUN = 127
 COMMAND_STOP_TIMEOUT = 10.0
+LINES_PER_WRITE = 1024
+"""Lines of `show` output written at once."""
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
@@ -378,13 +382,13 @@ def _parse_meta(item: str) -> tuple[str, str]:
 def show(cassette: Path, as_json: bool, html_output: Path | None) -> None:
     """Print a cassette as a readable timeline (or write it as an HTML report)."""
     try:
-        reader, handle = open_cassette(cassette)
-        with handle:
-            if html_output is None:
-                _print_timeline(reader, cassette, as_json)
-            else:
-                from wsreplay.html_report import render_show
+        if html_output is None:
+            reader = _print_timeline(cassette, as_json)
+        else:
+            from wsreplay.html_report import render_show
 
+            reader, handle = open_cassette(cassette)
+            with handle:
                 _write_page(html_output, render_show(reader, str(cassette)))
     except CassetteError as exc:
         fail(str(exc))
@@ -396,26 +400,45 @@ def show(cassette: Path, as_json: bool, html_output: Path | None) -> None:
         )
 
 
-def _print_timeline(reader: CassetteReader, cassette: Path, as_json: bool) -> None:
+def _print_timeline(cassette: Path, as_json: bool) -> CassetteReader:
+    """Print the timeline in two streaming passes: what the clients sent, then every record
+    with the client-minted values it carries. Returns the second pass's reader."""
     from wsreplay.age import describe_age
+    from wsreplay.correlation import ClientSends, RecordingEchoes, preview
 
+    client_sends = ClientSends()
+    reader, handle = open_cassette(cassette)
+    with handle:
+        for record in reader.without_server_frames():
+            client_sends.add(record)
+    reader, handle = open_cassette(cassette)
+    out = sys.stdout
     if not as_json:
         header = reader.header
-        click.echo(
+        out.write(
             f"cassette {cassette}: recorded by wsreplay {header.wsreplay_version} {describe_age(header.created)}, "
-            f"upstream {header.upstream or '-'}" + (f", {json.dumps(header.metadata)}" if header.metadata else "")
+            f"upstream {header.upstream or '-'}"
+            + (f", {json.dumps(header.metadata)}" if header.metadata else "")
+            + "\n"
         )
-    from wsreplay.correlation import RecordingEchoes, preview
-
     width = shutil.get_terminal_size((120, 24)).columns
-    echoes = RecordingEchoes()
-    for record in reader:
-        correlated = sorted(preview(value, None if as_json else 24) for value in echoes.echoed(record))
-        if as_json:
-            fields = record_as_dict(record) | ({"correlated": correlated} if correlated else {})
-            click.echo(json.dumps(fields, ensure_ascii=False))
-        else:
-            click.echo(timeline_line(record, width, correlated))
+    echoes = RecordingEchoes(client_sends)
+    lines: list[str] = []
+    with handle:
+        try:
+            for record in reader:
+                echoed = echoes.echoed(record)
+                correlated = sorted(preview(value, None if as_json else 24) for value in echoed) if echoed else ()
+                lines.append(record_json(record, correlated) if as_json else timeline_line(record, width, correlated))
+                if len(lines) == LINES_PER_WRITE:
+                    lines.append("")
+                    out.write("\n".join(lines))
+                    lines.clear()
+        finally:  # the records before a corrupt one are shown too
+            lines.append("")
+            out.write("\n".join(lines) if len(lines) > 1 else "")
+            out.flush()
+    return reader
 
 
 def _write_page(output: Path, page: str) -> None:
@@ -540,13 +563,13 @@ def scan(cassette: Path, redact_header: tuple[str, ...], redact_field: tuple[str
     click.echo(f"wsreplay: no secrets found in {cassette}", err=True)
 
 
-def replay_mode_spec(mode: str, upstream: str | None, cassette: Cassette) -> str:
+def replay_mode_spec(mode: str, upstream: str | None, header: CassetteHeader) -> str:
     """The mitmproxy mode for replay; reverse mode poses as the recorded upstream (never contacted)."""
     if mode == "regular":
         return "regular"
     if upstream:
         return reverse_mode_spec(upstream)
-    recorded = cassette.header.upstream or ""
+    recorded = header.upstream or ""
     return recorded if recorded.startswith("reverse:") else "reverse:http://wsreplay.invalid"
 
 
@@ -623,14 +646,19 @@ def replay(
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--speed") from None
-    loaded = _load(cassette)
+    from wsreplay.sources import CassetteFile
+
+    try:
+        source = CassetteFile(cassette)
+    except CassetteError as exc:
+        fail(str(exc))
     show_live_log()
     if direct:
         if mode == "regular" or set_options or scripts or hosts:
             raise click.UsageError(
                 "--direct serves clients that connect straight to it: no regular mode, --hosts, --set or -s"
             )
-        direct_report, status = asyncio.run(_replay_direct(loaded, listen, options, command))
+        direct_report, status = asyncio.run(_replay_direct(source, listen, options, command))
         click.echo(direct_report.format(), err=True)
         report: ReplayReport | None = direct_report
     else:
@@ -644,7 +672,7 @@ def replay(
             "wsreplay_hosts": list(hosts),
         }
         settings = proxy_settings(
-            replay_mode_spec(mode, upstream, loaded),
+            replay_mode_spec(mode, upstream, source.header),
             listen,
             confdir,
             set_options,
@@ -661,13 +689,19 @@ def replay(
 
 
 async def _replay_direct(
-    cassette: Cassette, listen: tuple[str, int], options: ReplayOptions, command: Sequence[str]
+    cassette: CassetteFile, listen: tuple[str, int], options: ReplayOptions, command: Sequence[str]
 ) -> tuple[ReplayReport, int]:
     """Serve `cassette` until Ctrl-C, or until `command` (told the address) ends; the report and exit status."""
     from wsreplay.replay import ReplaySession
     from wsreplay.replay_server import ReplayServer
+    from wsreplay.sources import truncation_warning
 
-    session = ReplaySession(cassette, options)
+    try:
+        session = ReplaySession(cassette, options)
+    except CassetteError as exc:
+        fail(str(exc))
+    if cassette.truncated_at is not None:
+        click.echo(f"wsreplay: warning: {truncation_warning(cassette)}", err=True)
     server = ReplayServer(session, listen[0], listen[1])
     try:
         host, port = await server.start()

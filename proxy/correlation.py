@@ -351,13 +351,20 @@ def _preview(value: bytes, limit: int = 40) -> str:
 class EchoFinder:
     """Learns, from a recording alone and as it streams by, what each server message echoes of
     what its client sent: in frames, in the upgrade, or in earlier HTTP requests. A value the
-    server sent first is the server's own (a session id the client echoes), not the client's."""
+    server sent first is the server's own (a session id the client echoes), not the client's.
 
-    def __init__(self, earlier: Iterable[bytes] = ()) -> None:
+    `client_sends`, when known in advance, is every token the client side will ever send (a
+    superset will do): a server message holding none of them is passed over without being
+    split into tokens, which is most of the cost of a long recording.
+    """
+
+    def __init__(self, earlier: Iterable[bytes] = (), client_sends: Iterable[bytes] | None = None) -> None:
         self.sent: set[bytes] = set(earlier)
         """What the client sent first."""
         self._server: set[bytes] = set()
         self._binaries: list[bytes] = []
+        needles = None if client_sends is None else self.sent.union(client_sends)
+        self._needles = tuple(needles) if needles is not None and len(needles) <= MAX_NEEDLES else None
 
     def client_request(self, request: HttpRequest) -> None:
         self.sent |= request_tokens(request) - self._server
@@ -374,11 +381,18 @@ class EchoFinder:
     def server_message(self, payload: bytes) -> frozenset[bytes]:
         """A server message (or response body); returns what it echoes: tokens, and binary client
         messages it holds whole."""
+        if self._needles is not None and not self._binaries:
+            if not self._needles or not any(needle in payload for needle in self._needles):
+                return _NOTHING
         carried = tokens(payload)
         self._server |= carried
         return frozenset((carried & self.sent).union(data for data in self._binaries if data in payload))
 
 
+_NOTHING: Final[frozenset[bytes]] = frozenset()
+MAX_NEEDLES: Final = 32
+"""Client tokens looked for, one by one, in a server message before splitting it into tokens;
+with more, splitting is cheaper."""
 MAX_ECHOED_BINARIES: Final = 64
 """Binary client messages per conversation looked for in the server's later messages."""
 
@@ -389,33 +403,64 @@ def response_data(response: HttpResponse) -> bytes:
     return values + b"\n" + response.body
 
 
+@dataclass
+class ClientSends:
+    """The tokens a recording's clients send: in HTTP requests, and per WebSocket connection
+    (its upgrade and its frames). Gathered in a first pass, they let :class:`RecordingEchoes`
+    pass over the server messages that hold none of them."""
+
+    http: set[bytes] = field(default_factory=set)
+    connections: dict[int, set[bytes]] = field(default_factory=dict)
+
+    def add(self, record: Record) -> None:
+        match record:
+            case HttpExchange(request=request):
+                self.http |= request_tokens(request)
+            case WebSocketOpen(id=record_id, request=request):
+                self.connections.setdefault(record_id, set()).update(request_tokens(request))
+            case WebSocketFrame(from_client=True, id=record_id, payload=payload):
+                self.connections.setdefault(record_id, set()).update(tokens(payload))
+
+
 class RecordingEchoes:
     """Streams a cassette's records and names, for each server message or response, the
-    client-minted values it carries: where replay will put the live client's values."""
+    client-minted values it carries: where replay will put the live client's values.
 
-    def __init__(self) -> None:
-        self._http = EchoFinder()
+    Given `client_sends` (see :class:`ClientSends`), it finds the same, faster."""
+
+    def __init__(self, client_sends: ClientSends | None = None) -> None:
+        self._client_sends = client_sends
+        self._http = EchoFinder(client_sends=None if client_sends is None else client_sends.http)
         self._connections: dict[int, EchoFinder] = {}
 
+    def _finder(self, record_id: int) -> EchoFinder:
+        if self._client_sends is None:
+            return EchoFinder(self._http.sent)
+        own = self._client_sends.connections.get(record_id, set())
+        return EchoFinder(self._http.sent, self._client_sends.http | own)
+
     def echoed(self, record: Record) -> frozenset[bytes]:
+        if type(record) is WebSocketFrame and not record.from_client:  # the most frequent first
+            finder = self._connections.get(record.id)
+            return _NOTHING if finder is None else finder.server_message(record.payload)
         match record:
-            case HttpExchange(request=request, response=response):
-                self._http.client_request(request)
-                return self._http.server_message(response_data(response)) if response else frozenset()
-            case WebSocketOpen(request=request, response=response):
-                finder = EchoFinder(self._http.sent)
-                finder.client_request(request)
-                if not record.accepted:
-                    return finder.server_message(response_data(response))
-                self._connections[record.id] = finder
             case WebSocketFrame(id=record_id) if record_id in self._connections:
                 finder = self._connections[record_id]
                 if not record.from_client:
                     return finder.server_message(record.payload)
                 finder.client_message(record.payload, record.is_text)
+            case HttpExchange(request=request, response=response):
+                self._http.client_request(request)
+                return self._http.server_message(response_data(response)) if response else _NOTHING
+            case WebSocketOpen(request=request, response=response):
+                finder = self._finder(record.id)
+                finder.client_request(request)
+                if not record.accepted:
+                    return finder.server_message(response_data(response))
+                self._connections[record.id] = finder
             case WebSocketClose() | ConnectionFailure():
                 self._connections.pop(record.id, None)
-        return frozenset()
+        return _NOTHING
 
 
 def preview(value: bytes, limit: int | None = 24) -> str:

@@ -17,10 +17,11 @@ import json
 import logging
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import ClassVar, Final, Literal, TypeAlias, TypeVar, cast
+from typing import Any, ClassVar, Final, Literal, TypeAlias, TypeVar, cast
 
 from wsreplay.cassette import Cassette
 from wsreplay.correlation import (
+    MIN_ECHOED_BINARY,
     CorrelateRules,
     EchoFinder,
     Pairs,
@@ -58,6 +59,7 @@ from wsreplay.records import (
     WebSocketFrame,
     WebSocketOpen,
 )
+from wsreplay.sources import RecordSource, open_source
 from wsreplay.timeline import describe
 
 __all__ = [
@@ -335,95 +337,200 @@ class ReplayReport:
 
 # --- recorded conversations -------------------------------------------------------
 
+Position: TypeAlias = tuple[int, int]
+"""``(k, i)``: action ``i`` of step ``k`` of a script."""
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, slots=True)
+class _StepStart:
+    """Where a step's records begin in the recording, how many there are, and the recorded
+    time its first action's wait counts from."""
+
+    position: int
+    floor: float
+    records: int = 0
+
+
 class _Script:
-    """A recorded WebSocket conversation compiled into steps of server actions.
+    """A recorded WebSocket conversation as steps of server actions, read from the recording
+    a step at a time when played (a few steps are kept): memory does not grow with its length.
 
-    ``steps[0]`` is what the server did right after the upgrade; ``steps[k]`` what it
-    did after the client's k-th frame, ``client_frames[k - 1]``; ``times[k][i]`` is when
+    ``steps[0]`` is what the server did right after the upgrade; ``steps[k]`` what it did
+    after the client's k-th frame, ``client_frames[k - 1]``; ``times[k][i]`` is when
     ``steps[k][i]`` was recorded.
     """
 
-    upgrade: WebSocketOpen
-    client_frames: tuple[WebSocketFrame, ...]
-    steps: tuple[tuple[Action, ...], ...]
-    times: tuple[tuple[float, ...], ...]
-    delay: float
-    """How long to wait before accepting: the recorded wait for the 101, scaled."""
+    KEPT_STEPS: ClassVar[int] = 4
 
+    def __init__(
+        self,
+        upgrade: WebSocketOpen,
+        client_frames: tuple[WebSocketFrame, ...],
+        starts: tuple[_StepStart, ...],
+        source: RecordSource,
+        options: ReplayOptions,
+    ) -> None:
+        self.upgrade = upgrade
+        self.client_frames = client_frames
+        self.delay = options.scaled(upgrade.duration)
+        """How long to wait before accepting: the recorded wait for the 101, scaled."""
+        self._starts = starts
+        self._source = source
+        self._options = options
+        self._kept: dict[int, tuple[tuple[Action, ...], tuple[float, ...]]] = {}
+        self.steps: Sequence[tuple[Action, ...]] = _StepView(self, 0)
+        self.times: Sequence[tuple[float, ...]] = _StepView(self, 1)
 
-def _compile_script(open_record: WebSocketOpen, records: Sequence[Record], options: ReplayOptions) -> _Script:
-    client_frames: list[WebSocketFrame] = []
-    steps: list[list[Action]] = [[]]
-    times: list[list[float]] = [[]]
-    previous_server = trigger = open_record.answered_at
-    for record in records:
-        if isinstance(record, WebSocketFrame) and record.from_client:
-            client_frames.append(record)
-            steps.append([])
-            times.append([])
-            trigger = record.time
-            continue
-        delay = options.scaled(record.time - max(previous_server, trigger))
-        previous_server = max(previous_server, record.time)
-        action: Action
-        match record:
-            case WebSocketFrame():
-                action = Send(record.is_text, record.payload, delay)
-            case WebSocketClose(closed_by="client"):
+    @property
+    def step_count(self) -> int:
+        return len(self._starts)
+
+    def step(self, k: int) -> tuple[tuple[Action, ...], tuple[float, ...]]:
+        """Step `k`'s actions and their recorded times."""
+        kept = self._kept.get(k)
+        if kept is None:
+            if len(self._kept) >= self.KEPT_STEPS:
+                del self._kept[next(iter(self._kept))]
+            kept = self._kept[k] = self._read_step(self._starts[k])
+        return kept
+
+    def _read_step(self, start: _StepStart) -> tuple[tuple[Action, ...], tuple[float, ...]]:
+        """Read a step's records (the next client frame or the conversation's end ends it)."""
+        actions: list[Action] = []
+        times: list[float] = []
+        floor, left = start.floor, start.records
+        records = self._source.after(self.upgrade.id, start.position) if left else iter(())
+        for record in records:
+            if isinstance(record, WebSocketFrame) and record.from_client:
                 break
-            case WebSocketClose(code=int(code), reason=reason) if code not in ABRUPT_CODES:
-                action = Close(code, reason, delay)
-            case WebSocketClose() | ConnectionFailure():
-                action = Abort(delay)
-            case _:
+            if not isinstance(record, WebSocketFrame | WebSocketClose | ConnectionFailure):
                 continue
-        steps[-1].append(action)
-        times[-1].append(record.time)
-        if not isinstance(action, Send):
-            break
-    return _Script(
-        open_record,
-        tuple(client_frames),
-        tuple(tuple(step) for step in steps),
-        tuple(tuple(step) for step in times),
-        options.scaled(open_record.duration),
-    )
+            delay = self._options.scaled(record.time - floor)
+            floor = max(floor, record.time)
+            action = _server_action(record, delay)
+            if action is None:
+                break
+            actions.append(action)
+            times.append(record.time)
+            left -= 1
+            if left == 0 or not isinstance(action, Send):
+                break
+        return tuple(actions), tuple(times)
+
+
+class _StepView(Sequence[Any]):
+    """``script.steps`` or ``script.times``: the steps' actions or times, read when needed."""
+
+    def __init__(self, script: _Script, part: int) -> None:
+        self._script = script
+        self._part = part
+
+    def __len__(self) -> int:
+        return self._script.step_count
+
+    def __getitem__(self, k: Any) -> Any:
+        if isinstance(k, slice):
+            return [self[index] for index in range(*k.indices(len(self)))]
+        if not -len(self) <= k < len(self):
+            raise IndexError(k)
+        return self._script.step(k % len(self))[self._part]
+
+
+def _server_action(record: Record, delay: float) -> Action | None:
+    """The action a server record of a conversation replays as; None for the client's close."""
+    match record:
+        case WebSocketFrame():
+            return Send(record.is_text, record.payload, delay)
+        case WebSocketClose(closed_by="client"):
+            return None
+        case WebSocketClose(code=int(code), reason=reason) if code not in ABRUPT_CODES:
+            return Close(code, reason, delay)
+    return Abort(delay)
+
+
+class _ScriptIndex:
+    """Builds a conversation's script while the recording is indexed: its client frames, and
+    where each step's records are, counted (server frames are not kept)."""
+
+    def __init__(self, upgrade: WebSocketOpen, position: int) -> None:
+        self.upgrade = upgrade
+        self.client_frames: list[WebSocketFrame] = []
+        self._starts: list[_StepStart] = []
+        self._position = position
+        self._floor = self._previous_server = upgrade.answered_at
+        self._records = 0
+
+    def server_record(self, time: float) -> None:
+        """A server frame of the conversation (or its close or failure, the last record)."""
+        self._previous_server = max(self._previous_server, time)
+        self._records += 1
+
+    def client_frame(self, frame: WebSocketFrame, end: int) -> None:
+        self._end_step()
+        self.client_frames.append(frame)
+        self._position = end
+        self._floor = max(self._previous_server, frame.time)
+
+    def _end_step(self) -> None:
+        self._starts.append(_StepStart(self._position, self._floor, self._records))
+        self._records = 0
+
+    def script(self, source: RecordSource, options: ReplayOptions) -> _Script:
+        self._end_step()
+        return _Script(self.upgrade, tuple(self.client_frames), tuple(self._starts), source, options)
 
 
 @dataclass(frozen=True)
 class _Echoes:
     """Which tokens the client sent that a conversation's server sent back, and who minted them.
 
-    ``found[k][i]`` are the echoed tokens ``steps[k][i]`` carries (a binary client message
-    echoed whole counts as a token); ``owners[k][i]`` the client frames that minted them.
+    ``found[k, i]`` are the echoed tokens ``steps[k][i]`` carries (a binary client message
+    echoed whole counts as a token); ``owners[k, i]`` the client frames that minted them
+    (only actions that carry something are listed).
     """
 
     echoed: frozenset[bytes]
-    found: tuple[tuple[frozenset[bytes], ...], ...]
-    owners: tuple[tuple[frozenset[int], ...], ...]
+    found: dict[Position, frozenset[bytes]]
+    owners: dict[Position, frozenset[int]]
     minting: frozenset[int]
     """The client frames that minted something the server echoed."""
 
 
-def _find_echoes(script: _Script, earlier: Iterable[bytes]) -> _Echoes:
-    """What the server of `script` echoed of what its client sent (see :class:`EchoFinder`)."""
-    finder = EchoFinder(earlier)
+_NO_ECHOES: Final = _Echoes(frozenset(), {}, {}, frozenset())
+_NOTHING: Final[frozenset[bytes]] = frozenset()
+
+
+def _find_echoes(script: _Script, earlier: frozenset[bytes]) -> _Echoes:
+    """What the server of `script` echoed of what its client sent (see :class:`EchoFinder`).
+
+    Only a conversation whose client sent something that could come back is read."""
+    client_sends = request_tokens(script.upgrade.request)
+    for frame in script.client_frames:
+        client_sends |= tokens(frame.payload)
+    could_echo = (
+        client_sends
+        or earlier
+        or any(not frame.is_text and len(frame.payload) >= MIN_ECHOED_BINARY for frame in script.client_frames)
+    )
+    if not could_echo:
+        return _NO_ECHOES
+    finder = EchoFinder(earlier, client_sends)
     finder.client_request(script.upgrade.request)
     minted_by: dict[bytes, int] = {}
-    found: list[tuple[frozenset[bytes], ...]] = []
-    owners: list[tuple[frozenset[int], ...]] = []
-    for k, step in enumerate(script.steps):
+    found: dict[Position, frozenset[bytes]] = {}
+    owners: dict[Position, frozenset[int]] = {}
+    for k in range(script.step_count):
         if k:
             frame = script.client_frames[k - 1]
             minted_by.update(dict.fromkeys(finder.client_message(frame.payload, frame.is_text), k))
-        carried = [finder.server_message(a.payload) if isinstance(a, Send) else frozenset() for a in step]
-        found.append(tuple(carried))
-        owners.append(tuple(frozenset(minted_by[t] for t in here if t in minted_by) for here in carried))
-    echoed = frozenset(token for step in found for here in step for token in here)
-    minting = frozenset(index for step in owners for here in step for index in here)
-    return _Echoes(echoed, tuple(found), tuple(owners), minting)
+        for i, action in enumerate(script.steps[k]):
+            carried = finder.server_message(action.payload) if isinstance(action, Send) else _NOTHING
+            if carried:
+                found[k, i] = carried
+                owners[k, i] = frozenset(minted_by[t] for t in carried if t in minted_by)
+    echoed = frozenset(token for here in found.values() for token in here)
+    minting = frozenset(index for here in owners.values() for index in here)
+    return _Echoes(echoed, found, owners, minting)
 
 
 def _delayed(action: Action, delay: float) -> Action:
@@ -438,10 +545,6 @@ def _delayed(action: Action, delay: float) -> Action:
     return action
 
 
-Position: TypeAlias = tuple[int, int]
-"""``(k, i)``: action ``i`` of step ``k`` of a script."""
-
-
 class _CausalSchedule:
     """The server actions of a script not played yet, once its client went out of the recorded
     order: each waits for the client frames it answers (those whose ids it carries, else the
@@ -454,7 +557,7 @@ class _CausalSchedule:
         self._terminal: Position | None = None
         self._waiting = 0
         self._ready: list[Position] = []
-        for k in range(start, len(script.steps)):
+        for k in range(start, script.step_count):
             for i, action in enumerate(script.steps[k]):
                 if isinstance(action, Close | Abort):
                     self._terminal = (k, i)
@@ -464,7 +567,7 @@ class _CausalSchedule:
 
     def _place(self, position: Position) -> None:
         k, i = position
-        owners = self._echoes.owners[k][i] or ({k} if k else set())
+        owners = self._echoes.owners.get(position) or ({k} if k else set())
         missing = min((index for index in owners if index not in self._used), default=None)
         if missing is None:
             self._ready.append(position)
@@ -496,36 +599,41 @@ def _truncate_utf8(text: str, limit: int = MAX_REASON_BYTES) -> str:
 
 
 class _RecordedTokens:
-    """The tokens a cassette's client sent in HTTP requests, and those its server ever sent,
-    each found once, when first needed (loading a cassette does not pay for them)."""
+    """The tokens a recording's clients sent in HTTP requests, and those of its requests its
+    server ever sent back, each found once, when first needed (loading does not pay for them)."""
 
-    def __init__(self, records: Sequence[Record]) -> None:
-        self._records = records
+    def __init__(self, source: RecordSource, requests: Sequence[HttpRequest]) -> None:
+        self._source = source
+        self._requests = requests
         self._http_requests: frozenset[bytes] | None = None
-        self._server: frozenset[bytes] | None = None
+        self._sent_back: frozenset[bytes] | None = None
 
     def http_requests(self) -> frozenset[bytes]:
         if self._http_requests is None:
             found: set[bytes] = set()
-            for record in self._records:
-                if isinstance(record, HttpExchange):
-                    found |= request_tokens(record.request)
+            for request in self._requests:
+                if not request.is_websocket_upgrade:
+                    found |= request_tokens(request)
             self._http_requests = frozenset(found)
         return self._http_requests
 
-    def server(self) -> frozenset[bytes]:
-        """Every token the server sent (responses, frames): a request whose tokens are not among
-        them needs no pairing."""
-        if self._server is None:
+    def sent_back(self) -> frozenset[bytes]:
+        """The recorded requests' tokens that the server sent somewhere (responses, frames): a
+        request without any needs no pairing. Found in one pass over the recording."""
+        if self._sent_back is None:
+            requests: set[bytes] = set()
+            for request in self._requests:
+                requests |= request_tokens(request)
+            finder = EchoFinder(requests, requests)
             found: set[bytes] = set()
-            for record in self._records:
+            for record in self._source.records() if requests else ():
                 match record:
                     case HttpExchange(response=HttpResponse() as response) | WebSocketOpen(response=response):
-                        found |= tokens(response_data(response))
+                        found |= finder.server_message(response_data(response))
                     case WebSocketFrame(from_client=False, payload=payload):
-                        found |= tokens(payload)
-            self._server = frozenset(found)
-        return self._server
+                        found |= finder.server_message(payload)
+            self._sent_back = frozenset(found)
+        return self._sent_back
 
 
 @dataclass(frozen=True)
@@ -734,7 +842,7 @@ class ConnectionPlayer:
             recorded_at = script.times[k][i]
             action = _delayed(script.steps[k][i], self._context.options.scaled(recorded_at - previous))
             previous = max(previous, recorded_at)
-            actions.append(self._substituted(action, echoes.found[k][i]))
+            actions.append(self._substituted(action, echoes.found.get((k, i), _NOTHING)))
             if isinstance(action, Close | Abort):
                 self._finished = True
         return actions
@@ -789,13 +897,13 @@ class ConnectionPlayer:
             self._finished = True
         if not self._context.rules.enabled or self._substitutions.empty:
             return step
-        found = self._context.echoes(self._recorded).found[index]
-        return tuple(self._substituted(action, here) for action, here in zip(step, found, strict=True))
+        found = self._context.echoes(self._recorded).found
+        return tuple(self._substituted(action, found.get((index, i), _NOTHING)) for i, action in enumerate(step))
 
 
 def _same_prefix(first: _Script, second: _Script, steps: int, ignore: Ignore) -> bool:
     """Whether two conversations match up to the server's answer to client frame `steps`."""
-    if len(first.steps) <= steps or len(second.steps) <= steps:
+    if first.step_count <= steps or second.step_count <= steps:
         return False
     for index in range(1, steps + 1):
         mine, theirs = first.client_frames[index - 1], second.client_frames[index - 1]
@@ -944,55 +1052,64 @@ class _HttpIndex:
 class ReplaySession:
     """Answers live traffic from one cassette. Use from one event loop only (not thread-safe)."""
 
-    def __init__(self, cassette: Cassette, options: ReplayOptions | None = None) -> None:
-        self.cassette = cassette
+    def __init__(self, cassette: Cassette | RecordSource, options: ReplayOptions | None = None) -> None:
+        self.source = open_source(cassette)
         self.options = options or ReplayOptions()
         self._ignore = Ignore.parse(self.options.ignore)
         self._loose = replace(self._ignore, digits_in_text=True)
         self._journal = _Journal()
         self._rules = CorrelateRules.parse(self.options.correlate, self.options.correlation)
         self._substitutions = Substitutions()
-        self._tokens = _RecordedTokens(cassette.records)
+        self._http = _HttpIndex(self.options.http_matchers, self._ignore, self._loose)
+        self._upgrades: dict[str, list[_RecordedUpgrade]] = {}
+        self._index()
+        self._tokens = _RecordedTokens(self.source, self._requests())
         self._context = _Context(
             self.options, self._ignore, self._journal, self._rules, self._substitutions, self._tokens
         )
-        self._http = _HttpIndex(self.options.http_matchers, self._ignore, self._loose)
-        self._upgrades: dict[str, list[_RecordedUpgrade]] = {}
-        self._index(cassette.records)
 
     # indexing
 
-    def _index(self, records: Sequence[Record]) -> None:
+    def _index(self) -> None:
         """Index exchanges by (method, path) and upgrades by path, upgrades in recording order.
 
         A response-less exchange's failure message is the next failure recorded under its id.
+        Conversations keep their client frames; their server frames are read when played.
         """
-        conversations: dict[int, tuple[int, WebSocketOpen, list[Record]]] = {}
+        conversations: dict[int, tuple[int, _ScriptIndex]] = {}
         exchanges: list[tuple[int, HttpExchange]] = []
         messages: dict[int, str] = {}
         awaiting_failure: dict[int, int] = {}
         upgrades: list[tuple[int, _RecordedUpgrade]] = []
-        for position, record in enumerate(records):
+        for position, end, record in self.source.index():
+            if type(record) is tuple:  # a server frame, undecoded
+                record_id, time_us = record
+                if record_id in conversations:
+                    conversations[record_id][1].server_record(time_us / 1_000_000)
+                continue
             match record:
+                case WebSocketFrame(id=record_id) if record_id in conversations:
+                    if record.from_client:
+                        conversations[record_id][1].client_frame(record, end)
+                    else:
+                        conversations[record_id][1].server_record(record.time)
                 case HttpExchange():
                     exchanges.append((position, record))
                     if record.response is None:
                         awaiting_failure[record.id] = position
                 case WebSocketOpen() if record.accepted:
-                    conversations[record.id] = (position, record, [])
+                    conversations[record.id] = (position, _ScriptIndex(record, end))
                 case WebSocketOpen():
                     refusal: Refused | Fail = Refused(record.response, self.options.scaled(record.duration))
                     upgrades.append((position, _RecordedUpgrade(record, refusal)))
-                case WebSocketFrame(id=record_id) if record_id in conversations:
-                    conversations[record_id][2].append(record)
                 case WebSocketClose(id=record_id) | ConnectionFailure(id=record_id) if record_id in conversations:
-                    opened_at, open_record, script_records = conversations.pop(record_id)
-                    script_records.append(record)
-                    upgrades.append((opened_at, self._recorded_connection(open_record, script_records)))
+                    opened_at, script = conversations.pop(record_id)
+                    script.server_record(record.time)
+                    upgrades.append((opened_at, self._recorded_connection(script)))
                 case ConnectionFailure(id=record_id) if record_id in awaiting_failure:
                     messages[awaiting_failure.pop(record_id)] = record.message
-        for opened_at, open_record, script_records in conversations.values():
-            upgrades.append((opened_at, self._recorded_connection(open_record, script_records)))
+        for opened_at, script in conversations.values():
+            upgrades.append((opened_at, self._recorded_connection(script)))
         for position, exchange in exchanges:
             answer = self._exchange_answer(exchange, messages.get(position, NO_RESPONSE))
             if exchange.request.is_websocket_upgrade:
@@ -1002,6 +1119,16 @@ class ReplaySession:
                 self._add_exchange(exchange, answer)
         for _, upgrade in sorted(upgrades, key=lambda item: item[0]):
             self._upgrades.setdefault(shape(upgrade.request.path), []).append(upgrade)
+
+    def _requests(self) -> list[HttpRequest]:
+        """Every recorded request: of the exchanges, then of the upgrades."""
+        exchanges = [
+            exchange.request
+            for bucket in self._http.buckets.values()
+            for sequence in bucket
+            for exchange in sequence.exchanges
+        ]
+        return exchanges + [upgrade.request for bucket in self._upgrades.values() for upgrade in bucket]
 
     def _exchange_answer(self, exchange: HttpExchange, failure: str) -> Respond | Fail:
         if exchange.response is None:
@@ -1022,8 +1149,8 @@ class ReplaySession:
                 return
         self._http.add(_HttpSequence(request, [exchange], [answer]))
 
-    def _recorded_connection(self, open_record: WebSocketOpen, records: list[Record]) -> _RecordedUpgrade:
-        return _RecordedUpgrade(open_record, _compile_script(open_record, records, self.options))
+    def _recorded_connection(self, script: _ScriptIndex) -> _RecordedUpgrade:
+        return _RecordedUpgrade(script.upgrade, script.script(self.source, self.options))
 
     # answering
 
@@ -1066,7 +1193,7 @@ class ReplaySession:
         server sent one of them back somewhere, or ``--correlate`` rules may name a value of any shape."""
         if self._rules.keys or self._rules.paths:
             return True
-        return bool(request_tokens) and not request_tokens.isdisjoint(self._tokens.server())
+        return bool(request_tokens) and not request_tokens.isdisjoint(self._tokens.sent_back())
 
     def _correlated(
         self,

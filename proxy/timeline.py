@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from json.encoder import encode_basestring as encode_json_string
 from typing import Any
 
 from wsreplay.records import (
@@ -105,8 +106,39 @@ def response_as_dict(response: HttpResponse) -> dict[str, Any]:
     return message_fields(response, _body_json)
 
 
+def record_json(record: Record, correlated: Sequence[str] = ()) -> str:
+    """One record as a line of JSON (``show --json``): :func:`record_as_dict`, with
+    `correlated` values when there are any."""
+    if type(record) is WebSocketFrame and record.is_text and not correlated:  # most lines, made directly
+        time, text = round(record.time, 6), encode_json_string(record.payload.decode("utf-8", "replace"))
+        side = "client" if record.from_client else "server"
+        return f'{{"time": {time!r}, "id": {record.id}, "kind": "frame", "from": "{side}", "opcode": "text", "text": {text}}}'
+    fields = record_as_dict(record)
+    if correlated:
+        fields["correlated"] = list(correlated)
+    return json.dumps(fields, ensure_ascii=False)
+
+
 def record_as_dict(record: Record) -> dict[str, Any]:
     """A JSON-ready object for one record (``show --json``, ``export --format json``)."""
+    if type(record) is WebSocketFrame:  # the most frequent, in one dict
+        if record.is_text:
+            return {
+                "time": round(record.time, 6),
+                "id": record.id,
+                "kind": "frame",
+                "from": record.side,
+                "opcode": "text",
+                "text": record.text,
+            }
+        return {
+            "time": round(record.time, 6),
+            "id": record.id,
+            "kind": "frame",
+            "from": record.side,
+            "opcode": "binary",
+            "base64": base64.b64encode(record.payload).decode(),
+        }
     base: dict[str, Any] = {"time": round(record.time, 6), "id": record.id}
     match record:
         case HttpExchange():
@@ -125,13 +157,6 @@ def record_as_dict(record: Record) -> dict[str, Any]:
                 "response": response_as_dict(record.response),
                 "duration": round(record.duration, 6),
             }
-        case WebSocketFrame():
-            payload = {"text": record.text} if record.is_text else {"base64": base64.b64encode(record.payload).decode()}
-            return (
-                base
-                | {"kind": "frame", "from": record.side, "opcode": "text" if record.is_text else "binary"}
-                | payload
-            )
         case WebSocketClose():
             return base | {"kind": "close", "code": record.code, "reason": record.reason, "closed_by": record.closed_by}
         case ConnectionFailure():
