@@ -438,11 +438,25 @@ class CassetteReader:
         return self._records(only_id=record_id)
 
     def _records(self, skip_server_frames: bool = False, only_id: int | None = None) -> Iterator[Record]:
-        version = self.header.version
-        for start, _, value in self._values():
-            if skip_server_frames and _is_server_frame(value):
-                continue
-            if only_id is not None and type(value) is list and len(value) > 1 and value[1] != only_id:
+        # The reading loop of _values, inlined: this is the hot path of every command.
+        unpacker, base, version = self._unpacker, self._base, self.header.version
+        filtering = skip_server_frames or only_id is not None
+        while True:
+            start = base + unpacker.tell()
+            try:
+                value = unpacker.unpack()
+            except msgpack.OutOfData:
+                value = self._next_object(start)
+                if value is None:
+                    return
+            except _UNREADABLE as exc:
+                raise self._corrupt(start, exc) from None
+            if filtering and type(value) is list and len(value) == 5 and value[0] == KIND_FRAME:
+                if skip_server_frames and type(value[3]) is int and not value[3] & FLAG_FROM_CLIENT:
+                    continue
+                if only_id is not None and value[1] != only_id:
+                    continue
+            elif only_id is not None and type(value) is list and len(value) > 1 and value[1] != only_id:
                 continue
             try:
                 record = decode_record(value, version)

@@ -107,12 +107,19 @@ def response_as_dict(response: HttpResponse) -> dict[str, Any]:
 
 
 def record_json(record: Record, correlated: Sequence[str] = ()) -> str:
-    """One record as a line of JSON (``show --json``): :func:`record_as_dict`, with
-    `correlated` values when there are any."""
-    if type(record) is WebSocketFrame and record.is_text and not correlated:  # most lines, made directly
-        time, text = round(record.time, 6), encode_json_string(record.payload.decode("utf-8", "replace"))
+    """One record read from a cassette as a line of JSON (``show --json``): :func:`record_as_dict`,
+    with `correlated` values when there are any.
+
+    A text frame's line, most of them, is made directly; its time needs no rounding, since a
+    cassette keeps whole microseconds.
+    """
+    if type(record) is WebSocketFrame and record.is_text and not correlated:
+        text = encode_json_string(record.payload.decode("utf-8", "replace"))
         side = "client" if record.from_client else "server"
-        return f'{{"time": {time!r}, "id": {record.id}, "kind": "frame", "from": "{side}", "opcode": "text", "text": {text}}}'
+        return (
+            f'{{"time": {record.time!r}, "id": {record.id}, "kind": "frame", "from": "{side}", '
+            f'"opcode": "text", "text": {text}}}'
+        )
     fields = record_as_dict(record)
     if correlated:
         fields["correlated"] = list(correlated)
