@@ -467,13 +467,18 @@ class CassetteReader:
 
     def positioned(self) -> Iterator[tuple[int, int, Record | ServerFrameMark]]:
         """``(start, end, record)`` for each record, with the file offsets where it starts and
-        ends; a server frame comes as a :data:`ServerFrameMark`, undecoded and unchecked
+        ends; a server frame comes as a :data:`ServerFrameMark`, checked but not decoded
         (what indexing a cassette for replay needs)."""
         version = self.header.version
         for start, end, value in self._values():
             if _is_server_frame(value):
-                if type(value[1]) is int and type(value[2]) is int:
-                    yield start, end, (value[1], value[2])
+                record_id, time_us, flags, payload = value[1:]
+                if (
+                    type(record_id) is type(time_us) is int
+                    and type(payload) is bytes
+                    and min(record_id, time_us, flags) >= 0
+                ):
+                    yield start, end, (record_id, time_us)
                     continue
             try:
                 record = decode_record(value, version)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Final, Literal, TypeAlias, TypeVar, cast
 
-from wsreplay.cassette import Cassette
+from wsreplay.cassette import Cassette, CassetteError
 from wsreplay.correlation import (
     MIN_ECHOED_BINARY,
     CorrelateRules,
@@ -395,16 +395,14 @@ class _Script:
         return kept
 
     def _read_step(self, start: _StepStart) -> tuple[tuple[Action, ...], tuple[float, ...]]:
-        """Read a step's records (the next client frame or the conversation's end ends it)."""
         actions: list[Action] = []
         times: list[float] = []
-        floor, left = start.floor, start.records
-        records = self._source.after(self.upgrade.id, start.position) if left else iter(())
+        floor = start.floor
+        try:
+            records = list(self._read_records(start))
+        except CassetteError as exc:  # the file changed or went away since it was indexed
+            return (Log(logging.ERROR, f"ws #{self.upgrade.id}: {exc}"), Abort()), (floor, floor)
         for record in records:
-            if isinstance(record, WebSocketFrame) and record.from_client:
-                break
-            if not isinstance(record, WebSocketFrame | WebSocketClose | ConnectionFailure):
-                continue
             delay = self._options.scaled(record.time - floor)
             floor = max(floor, record.time)
             action = _server_action(record, delay)
@@ -412,10 +410,21 @@ class _Script:
                 break
             actions.append(action)
             times.append(record.time)
-            left -= 1
-            if left == 0 or not isinstance(action, Send):
-                break
         return tuple(actions), tuple(times)
+
+    def _read_records(self, start: _StepStart) -> Iterator[Record]:
+        """A step's records: the server's, up to the next client frame or the conversation's end."""
+        left = start.records
+        if not left:
+            return
+        for record in self._source.after(self.upgrade.id, start.position):
+            if isinstance(record, WebSocketFrame) and record.from_client:
+                return
+            if isinstance(record, WebSocketFrame | WebSocketClose | ConnectionFailure):
+                yield record
+                left -= 1
+                if not left or not isinstance(record, WebSocketFrame):
+                    return
 
 
 class _StepView(Sequence[Any]):

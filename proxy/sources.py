@@ -71,9 +71,8 @@ class MemorySource:
 class CassetteFile:
     """A cassette file, read again where needed; positions are byte offsets.
 
-    Indexing checks every record but the server's frames, which are checked when their
-    connection is played. Reading a connection passes over the other connections' records
-    without decoding them.
+    Indexing checks every record, so a corrupt one is reported before anything is served.
+    Reading a connection again passes over the other connections' records undecoded.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:

@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
 
 from tests.support.replay_records import (
-    HEADER,
     accepted_open,
     client,
     http_request,
     json_response,
+    recording,
+    recordings_in,
     server,
     upgrade_request,
 )
-from wsreplay.cassette import Cassette
 from wsreplay.correlation import pair_messages
 from wsreplay.records import HttpExchange, Record, WebSocketClose, WebSocketFrame
 from wsreplay.replay import (
@@ -37,8 +40,15 @@ from wsreplay.replay import (
 )
 
 
+@pytest.fixture(autouse=True, params=["in memory", "from a file"])
+def _recordings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[None]:
+    """Every test replays its records from memory and from a cassette file."""
+    with recordings_in(tmp_path if request.param == "from a file" else None):
+        yield
+
+
 def session(records: Sequence[Record], **options: object) -> ReplaySession:
-    return ReplaySession(Cassette(HEADER, list(records)), ReplayOptions(speed=None, **options))  # type: ignore[arg-type]
+    return ReplaySession(recording(records), ReplayOptions(speed=None, **options))  # type: ignore[arg-type]
 
 
 def player_for(replay: ReplaySession, query: str = "") -> ConnectionPlayer:

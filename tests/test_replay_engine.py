@@ -7,22 +7,23 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import pytest
 
 from tests.support.replay_records import (
     AUTH_FAILED,
-    HEADER,
     accepted_open,
     client,
     conversations_for,
     http_request,
     json_response,
+    recording,
+    recordings_in,
     server,
     upgrade_request,
 )
-from wsreplay.cassette import Cassette
 from wsreplay.jwt import mint_access_token
 from wsreplay.matchers import DEFAULT_HTTP_MATCHERS, Difference, Ignore
 from wsreplay.records import (
@@ -52,8 +53,15 @@ from wsreplay.replay import (
 )
 
 
+@pytest.fixture(autouse=True, params=["in memory", "from a file"])
+def _recordings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[None]:
+    """Every test replays its records from memory and from a cassette file."""
+    with recordings_in(tmp_path if request.param == "from a file" else None):
+        yield
+
+
 def session(records: Sequence[Record], **options: object) -> ReplaySession:
-    return ReplaySession(Cassette(HEADER, list(records)), ReplayOptions(**options))  # type: ignore[arg-type]
+    return ReplaySession(recording(records), ReplayOptions(**options))  # type: ignore[arg-type]
 
 
 def player_for(replay: ReplaySession, request: HttpRequest | None = None) -> ConnectionPlayer:

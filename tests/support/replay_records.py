@@ -1,11 +1,19 @@
-"""Cassette records built in memory for the replay engine and replay server tests."""
+"""Cassette records built in memory for the replay engine and replay server tests.
+
+The engine tests replay them twice: from memory, and from a cassette file written first
+(:func:`recordings_in`), as ``wsreplay replay`` reads a cassette: the same answers either way.
+"""
 
 from __future__ import annotations
 
+import itertools
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 
+from wsreplay.cassette import Cassette, write_cassette
 from wsreplay.records import (
     CassetteHeader,
     Headers,
@@ -15,8 +23,33 @@ from wsreplay.records import (
     WebSocketFrame,
     WebSocketOpen,
 )
+from wsreplay.sources import CassetteFile
 
 HEADER = CassetteHeader(created=1_757_292_800.0, wsreplay_version="test")
+
+_directory: Path | None = None
+_numbers = itertools.count(1)
+
+
+@contextmanager
+def recordings_in(directory: Path | None) -> Iterator[None]:
+    """Inside, :func:`recording` writes its records to a cassette file in `directory` (None: memory)."""
+    global _directory
+    _directory = directory
+    try:
+        yield
+    finally:
+        _directory = None
+
+
+def recording(records: Sequence[Record]) -> Cassette | CassetteFile:
+    """The records as a replay session reads them: a cassette in memory, or a cassette file."""
+    cassette = Cassette(HEADER, list(records))
+    if _directory is None:
+        return cassette
+    path = _directory / f"recording-{next(_numbers)}.cassette"
+    write_cassette(path, cassette)
+    return CassetteFile(path)
 
 
 AUTH_FAILED = (

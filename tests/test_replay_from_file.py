@@ -1,0 +1,139 @@
+"""Replaying a cassette file whose concurrent sessions interleave frame by frame.
+
+``wsreplay replay`` keeps in memory only what matching needs and reads each conversation's
+server messages from the file again when it plays them, passing over the other sessions'
+records. Concurrent clients of different libraries, each playing its own session, must
+get exactly the frames recorded for it, in order, and its close: through the proxy and
+with ``--direct``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import aiohttp
+import pytest
+from websockets.asyncio.client import connect
+
+from tests.support.cli import run_proxy
+from wsreplay.cassette import CassetteError, CassetteWriter
+from wsreplay.records import CassetteHeader, HttpRequest, HttpResponse, WebSocketClose, WebSocketOpen
+from wsreplay.replay import Abort, Accepted, Log, ReplayOptions, ReplaySession
+from wsreplay.sources import CassetteFile
+
+SESSIONS = 3
+TURNS = 4
+TOKENS = 40
+TIMEOUT = 10.0
+
+
+def _request(session: int) -> HttpRequest:
+    headers = (("Host", "staging.example"), ("Upgrade", "websocket"), ("Connection", "Upgrade"))
+    return HttpRequest("GET", "http", "staging.example", 80, "/ws", f"session={session}", headers=headers)
+
+
+def _accepted() -> HttpResponse:
+    return HttpResponse(101, "Switching Protocols", headers=(("Upgrade", "websocket"), ("Connection", "Upgrade")))
+
+
+def question(session: int, turn: int) -> str:
+    return json.dumps({"type": "message", "content": f"question {turn} of session {session}"})
+
+
+def answer(session: int, turn: int, step: int) -> str:
+    return json.dumps({"type": "agent_thinking", "session": session, "turn": turn, "step": step})
+
+
+def write_interleaved(path: Path) -> dict[int, list[str]]:
+    """Write the sessions' turns interleaved frame by frame; what each session's server sent."""
+    expected: dict[int, list[str]] = {session: [] for session in range(SESSIONS)}
+    clock = 0.0
+    with CassetteWriter(
+        path, CassetteHeader(created=0.0, wsreplay_version="test", upstream="reverse:http://staging.example")
+    ) as writer:
+        for session in range(SESSIONS):
+            writer.write(WebSocketOpen(session + 1, clock, _request(session), _accepted()))
+        for turn in range(TURNS):
+            for step in range(-1, TOKENS):
+                for session in range(SESSIONS):
+                    clock += 0.0001
+                    from_client = step < 0
+                    text = question(session, turn) if from_client else answer(session, turn, step)
+                    writer.write_frame(session + 1, clock, from_client, True, text.encode())
+                    if not from_client:
+                        expected[session].append(text)
+        for session in range(SESSIONS):
+            clock += 0.0001
+            writer.write(WebSocketClose(session + 1, clock, 4000 + session, f"done {session}", "server"))
+    return expected
+
+
+async def websockets_session(url: str, session: int) -> tuple[list[str], int | None, str]:
+    received: list[str] = []
+    async with connect(f"{url}/ws?session={session}", open_timeout=TIMEOUT) as socket:
+        for turn in range(TURNS):
+            await socket.send(question(session, turn))
+            for _ in range(TOKENS):
+                received.append(str(await asyncio.wait_for(socket.recv(), TIMEOUT)))
+        await asyncio.wait_for(socket.wait_closed(), TIMEOUT)
+    return received, socket.close_code, socket.close_reason or ""
+
+
+async def aiohttp_session(url: str, session: int) -> tuple[list[str], int | None, str]:
+    received: list[str] = []
+    async with aiohttp.ClientSession() as client, client.ws_connect(f"{url}/ws?session={session}") as socket:
+        for turn in range(TURNS):
+            await socket.send_str(question(session, turn))
+            for _ in range(TOKENS):
+                message = await socket.receive(TIMEOUT)
+                received.append(message.data)
+        closing = await socket.receive(TIMEOUT)
+        assert closing.type == aiohttp.WSMsgType.CLOSE, closing
+        return received, closing.data, closing.extra or ""
+
+
+@pytest.mark.parametrize("direct", [False, True], ids=["through the proxy", "direct"])
+async def test_concurrent_clients_each_get_their_own_interleaved_session(tmp_path: Path, direct: bool) -> None:
+    cassette = tmp_path / "interleaved.cassette"
+    expected = write_interleaved(cassette)
+
+    async def clients(port: int) -> list[tuple[list[str], int | None, str]]:
+        url = f"ws://127.0.0.1:{port}"
+        players = [websockets_session, aiohttp_session, websockets_session]
+        return await asyncio.gather(*(play(url, session) for session, play in enumerate(players)))
+
+    results, _ = await run_proxy(
+        ["replay", str(cassette), "--speed", "max", *(["--direct"] if direct else [])], clients
+    )
+
+    for session, (received, code, reason) in enumerate(results):
+        assert received == expected[session]
+        assert (code, reason) == (4000 + session, f"done {session}")
+
+
+def test_a_cassette_changed_after_indexing_fails_the_connection_with_one_message(tmp_path: Path) -> None:
+    cassette = tmp_path / "interleaved.cassette"
+    write_interleaved(cassette)
+    replay = ReplaySession(CassetteFile(cassette), ReplayOptions(speed=None))
+    cassette.unlink()
+    answer = replay.open_websocket(_request(0))
+    assert isinstance(answer, Accepted)
+    actions = answer.player.client_frame(True, question(0, 0))
+    assert [type(action) for action in actions] == [Log, Abort]
+    assert (
+        isinstance(actions[0], Log) and "cannot read" in actions[0].text and "interleaved.cassette" in actions[0].text
+    )
+
+
+def test_a_corrupt_server_frame_is_reported_when_the_cassette_is_indexed(tmp_path: Path) -> None:
+    cassette = tmp_path / "interleaved.cassette"
+    write_interleaved(cassette)
+    data = bytearray(cassette.read_bytes())
+    marker = answer(1, 2, 7).encode()
+    at = data.index(marker)
+    data[at - 2] = 0xC1  # the payload's bin header becomes a byte msgpack never uses
+    cassette.write_bytes(bytes(data))
+    with pytest.raises(CassetteError, match="corrupt"):
+        ReplaySession(CassetteFile(cassette), ReplayOptions(speed=None))
