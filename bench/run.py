@@ -33,6 +33,11 @@ Setup (also written to the JSON):
   recorder sessions run at the same time.
 * HTTP matching: cassettes of K exchanges loaded by wsreplay (``ReplaySession``) and
   by vcrpy (``pip install vcrpy``; its rows are skipped when it is not installed).
+* Big cassettes (``bench/big_cassette.py``; ``--no-big`` skips it): cassettes of 100 MB and 1 GB
+  (--quick: 10 and 100 MB) of 20 concurrent agent sessions streaming ~175-byte tokens, their
+  frames interleaved; each command's time and its own peak RSS (wait4) on both, the 1 GB
+  one against the 100 MB one (flat: ratio ≤ 1.1), ``replay --direct``'s first connection
+  served, and the frames a second ``show --json`` and ``verify`` read.
 * Autobahn (``bench/autobahn_bench.py``; ``--no-autobahn`` skips it, and it skips itself without
   ``wstest``): Autobahn|Testsuite's case 9 timed by Autobahn itself, through the recorder
   against bare mitmproxy, and from ``replay --direct`` against the live echo server.
@@ -66,6 +71,7 @@ for entry in (str(ROOT), str(BENCH_DIR)):
         sys.path.insert(0, entry)
 
 import autobahn_bench  # noqa: E402
+import big_cassette  # noqa: E402
 import matching  # noqa: E402
 import storage  # noqa: E402
 import wsload  # noqa: E402
@@ -225,6 +231,7 @@ class Params:
     http_min_seconds: float
     http_load_repeats: int
     autobahn: bool
+    big: bool
     autobahn_repeats: int
     quick: bool
 
@@ -981,6 +988,11 @@ SETUP = {
     "processes), straight to the echo server, and from `wsreplay replay --direct --speed max` of a recording; "
     "figure = sum of Autobahn's per-case durations; servers and proxies on the last CPU, wstest on the others; "
     "3 alternated repeats (--quick 1); ratio = baseline time / time",
+    "big_cassette": "cassettes of 100 MB and 1 GB (--quick: 10 and 100 MB) written with CassetteWriter: a token "
+    "POST, then 20 WebSocket chat sessions whose frames interleave one by one, each turn a client message and 1,004 "
+    "server events of ~175 bytes; each wsreplay command run as its own process (python -m wsreplay), output to "
+    "/dev/null; time = wall clock, RSS = the command's own peak (wait4 ru_maxrss); first connection = from starting "
+    "`replay --direct` to a websockets client's first chat turn getting its first frame",
     "http": "cassettes of K mixed REST exchanges (distinct paths); wsreplay live requests carry fresh "
     "volatile JSON values; vcrpy: YAML cassette, default matchers, identical requests, "
     "allow_playback_repeats",
@@ -1009,6 +1021,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-vcrpy", action="store_true", help="skip the vcrpy rows")
     parser.add_argument(
         "--no-autobahn", action="store_true", help="skip the Autobahn case 9 rows (bench/autobahn_bench.py)"
+    )
+    parser.add_argument(
+        "--no-big", action="store_true", help="skip the big cassette rows (bench/big_cassette.py, 100 MB and 1 GB)"
     )
     parser.add_argument(
         "--output", type=Path, default=None, help="JSON file (default bench/results/bench-<time>-py<ver>.json)"
@@ -1040,6 +1055,7 @@ def make_params(args: argparse.Namespace) -> Params:
         http_min_seconds=0.05 if quick else 0.2,
         http_load_repeats=1 if quick else 3,
         autobahn=not args.no_autobahn,
+        big=not args.no_big,
         autobahn_repeats=1 if quick else 3,
         quick=quick,
     )
@@ -1065,6 +1081,12 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(websocket_benchmarks(params, work, figures, raw, skipped))
         storage_benchmarks(params, work, figures, raw)
         http_benchmarks(params, work, figures, raw, skipped)
+        if params.big:
+            big_figures, big_raw = big_cassette.big_cassette_benchmarks(params.quick, work)
+            figures += [Figure(**figure) for figure in big_figures]
+            raw |= big_raw
+        else:
+            skipped.append("big cassette rows: --no-big")
         if params.autobahn:
             autobahn_figures, autobahn_raw, autobahn_skipped = autobahn_bench.autobahn_benchmarks(
                 params.quick, params.autobahn_repeats, work
@@ -1086,6 +1108,7 @@ def main(argv: list[str] | None = None) -> int:
         "replay.",
         "cassette.",
         "http.",
+        "big.",
         "autobahn.",
     ]
     figures.sort(key=lambda f: next((i for i, p in enumerate(order) if f.key.startswith(p)), len(order)))
