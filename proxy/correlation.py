@@ -57,6 +57,9 @@ TOKEN: Final = re.compile(rb"[A-Za-z0-9_-]{8,}")
 _DIGIT: Final = re.compile(rb"[0-9]")
 _LETTER: Final = re.compile(rb"[A-Za-z]")
 _JSON_START: Final = re.compile(rb"[\[{]")
+MAX_TOKENIZED_BYTES: Final = 1024 * 1024
+"""Longer messages and bodies are not searched for ids: clients mint them in small messages,
+and splitting 16 MiB into tokens takes seconds."""
 MIN_ECHOED_BINARY: Final = 8
 """A binary client message this long or longer that the server sends back is correlated whole."""
 UNPAIRED_HEADERS: Final = frozenset({"host", "sec-websocket-key", "content-length", "connection", "upgrade"})
@@ -70,7 +73,9 @@ def has_entropy(token: bytes) -> bool:
 
 
 def tokens(data: bytes) -> set[bytes]:
-    """The minted-looking tokens in `data`."""
+    """The minted-looking tokens in `data`; none in data longer than `MAX_TOKENIZED_BYTES`."""
+    if len(data) > MAX_TOKENIZED_BYTES:
+        return set()
     return {token for token in TOKEN.findall(data) if has_entropy(token)}
 
 

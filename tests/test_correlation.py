@@ -25,7 +25,7 @@ from tests.support.replay_records import (
     server,
     upgrade_request,
 )
-from wsreplay.correlation import pair_messages
+from wsreplay.correlation import MAX_TOKENIZED_BYTES, pair_messages, tokens
 from wsreplay.records import HttpExchange, Record, WebSocketClose, WebSocketFrame
 from wsreplay.replay import (
     Accepted,
@@ -304,3 +304,12 @@ def test_among_requests_alike_the_one_with_the_same_session_id_answers() -> None
     replay = session(polls)
     answer = replay.answer_http(http_request("/sio", query="EIO=4&sid=Zz99Yy88Xx77&t=Qm7Kp2w"))
     assert isinstance(answer, Respond) and json.loads(answer.response.body) == {"n": 2}
+
+
+def test_messages_over_the_size_limit_are_not_split_into_ids() -> None:
+    """Ids are minted in small messages; a 16 MiB upload searched for them stalled the upgrade for seconds."""
+    minted = b"8f14e45fceea167a5a36dedd4bea2543"
+    small = b'{"id":"' + minted + b'","data":"' + b"x" * 1000 + b'"}'
+    big = small + b" " * MAX_TOKENIZED_BYTES
+    assert tokens(small) == {minted}
+    assert tokens(big) == set()
