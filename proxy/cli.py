@@ -528,22 +528,27 @@ def redact(
     source: Path, output: Path, overwrite: bool, redact_header: tuple[str, ...], redact_field: tuple[str, ...]
 ) -> None:
     """Write a copy of a cassette with its secrets replaced by placeholders."""
-    from wsreplay.cassette import write_cassette
-    from wsreplay.records import Annotation
-    from wsreplay.redaction import redact_cassette
+    from itertools import islice
 
-    cassette = _load(source)
-    redacted = redact_cassette(cassette, _rules(redact_header, redact_field))
+    from wsreplay.cassette import CassetteWriter
+    from wsreplay.redaction import Redactor
+
+    redactor = Redactor(_rules(redact_header, redact_field))
+    with reading(source) as reader:  # first pass: learn every secret, wherever it is named
+        redactor.learn(reader)
+    learned = reader.records_read
+    in_place = overwrite and output.exists() and output.samefile(source)
+    target = output.with_name(f".{output.name}.redacting") if in_place else output
     try:
-        write_cassette(output, redacted, overwrite=overwrite)
+        writer = CassetteWriter(target, redactor.header(reader.header), overwrite=overwrite)
     except CassetteError as exc:
         fail(f"{exc} (pass --overwrite to replace it)" if "exists" in str(exc) else str(exc))
-    summary = redacted.records[-1]
-    count = (
-        sum(entry["count"] for entry in summary.data.get("redactions", []))
-        if isinstance(summary, Annotation) and summary.id == 0
-        else 0
-    )
+    with writer, reading(source) as reader:  # second pass: the records learned from, redacted
+        for record in redactor.redacted(islice(reader, learned)):
+            writer.write(record)
+    if in_place:
+        os.replace(target, output)
+    count = sum(entry["count"] for entry in redactor.redaction_summary())
     click.echo(f"wsreplay: wrote {output} ({count} values redacted)", err=True)
 
 
@@ -552,13 +557,15 @@ def redact(
 @with_options(redaction_options)
 def scan(cassette: Path, redact_header: tuple[str, ...], redact_field: tuple[str, ...]) -> None:
     """Exit 1 and list the places where something that looks like a secret remains."""
-    from wsreplay.scan import scan_cassette
+    from wsreplay.scan import scan_records
 
-    findings = scan_cassette(_load(cassette), _rules(redact_header, redact_field))
-    for finding in findings:
-        click.echo(str(finding))
+    findings = 0
+    with reading(cassette) as reader:
+        for finding in scan_records(reader.header, reader, _rules(redact_header, redact_field)):
+            click.echo(str(finding))
+            findings += 1
     if findings:
-        click.echo(f"wsreplay: {len(findings)} possible secrets in {cassette}; run `wsreplay redact` on it", err=True)
+        click.echo(f"wsreplay: {findings} possible secrets in {cassette}; run `wsreplay redact` on it", err=True)
         sys.exit(1)
     click.echo(f"wsreplay: no secrets found in {cassette}", err=True)
 
@@ -798,6 +805,8 @@ def diff(
 
     Exit status 0 when they are the same, 1 when they differ, 2 on bad input.
     """
+    from contextlib import ExitStack
+
     from wsreplay.compare import HEARTBEAT_EVENTS, DiffOptions, diff_records
 
     options = DiffOptions(
@@ -805,8 +814,15 @@ def diff(
         threshold=None if no_timing else threshold,
         ignore=frozenset() if with_heartbeats else HEARTBEAT_EVENTS,
     )
-    cassette_a, cassette_b = _load(before), _load(after)
-    result = diff_records(cassette_a.records, cassette_b.records, options)
+    if html_output is None:
+        with ExitStack() as after_stack:
+            with ExitStack() as before_stack:  # left first: a warning about A comes before one about B
+                reader_a = before_stack.enter_context(reading(before))
+                reader_b = after_stack.enter_context(reading(after))
+                result = diff_records(reader_a, reader_b, options)
+    else:
+        cassette_a, cassette_b = _load(before), _load(after)
+        result = diff_records(cassette_a.records, cassette_b.records, options)
     click.echo(json.dumps(result.as_dict(), indent=2) if as_json else result.text())
     if html_output is not None:
         from wsreplay.html_report import render_diff
@@ -829,12 +845,18 @@ def verify(cassette: Path, expect: str | None, key: str | None, as_json: bool) -
     """Check that every chat turn carries the expected agent events (exit 1 if not)."""
     from wsreplay.verify import DEFAULT_EXPECTATION, ExpectationError, verify_records
 
-    records = _load(cassette).records
-    try:
-        result = verify_records(records, expect or DEFAULT_EXPECTATION, key=key)
-    except ExpectationError as exc:
-        raise click.BadParameter(str(exc), param_hint="--expect") from None
-    click.echo(json.dumps(result.as_dict(), indent=2) if as_json else result.text())
+    with reading(cassette) as reader:
+        try:
+            result = verify_records(reader, expect or DEFAULT_EXPECTATION, key=key)
+        except ExpectationError as exc:
+            raise click.BadParameter(str(exc), param_hint="--expect") from None
+    if as_json:
+        for chunk in result.json_chunks():
+            click.echo(chunk, nl=False)
+        click.echo()
+    else:
+        for line in result.each_line():
+            click.echo(line)
     sys.exit(result.exit_status)
 
 
@@ -846,19 +868,27 @@ def verify(cassette: Path, expect: str | None, key: str | None, as_json: bool) -
 )
 def export(cassette: Path, output_format: str, output: Path | None) -> None:
     """Write a cassette as HAR 1.2 (WebSocket frames in Chrome's _webSocketMessages) or as JSON."""
-    from wsreplay.har import cassette_as_json, cassette_to_har
+    from contextlib import nullcontext
 
-    loaded = _load(cassette)
-    document = cassette_to_har(loaded) if output_format == "har" else cassette_as_json(loaded)
-    text = json.dumps(document, indent=2, ensure_ascii=False)
-    if output is None:
-        click.echo(text)
-        return
-    try:
-        output.write_text(text + "\n", encoding="utf-8")
-    except OSError as exc:
-        fail(f"cannot write {output}: {exc.strerror}")
-    click.echo(f"wsreplay: wrote {output}", err=True)
+    from wsreplay.har import write_cassette_json, write_har
+
+    write_document = write_har if output_format == "har" else write_cassette_json
+    with reading(cassette) as reader:
+        if output is not None and output.exists() and output.samefile(cassette):
+            fail(f"{output} is the cassette to export; choose another output file")
+        try:
+            with output.open("w", encoding="utf-8") if output else nullcontext(sys.stdout) as out:
+                write_document(reader.header, reader, out)
+                out.write("\n")
+                out.flush()
+        except OSError as exc:
+            fail(f"cannot write {output or 'the output'}: {exc.strerror}")
+        except CassetteError:  # a corrupt record: no document at all rather than part of one
+            if output is not None:
+                output.unlink(missing_ok=True)
+            raise
+    if output is not None:
+        click.echo(f"wsreplay: wrote {output}", err=True)
 
 
 @main.command("import")

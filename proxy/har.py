@@ -10,10 +10,18 @@ What HAR has no field for goes in underscore fields: ``_webSocketClose``,
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable
+import functools
+import json
+import math
+import os
+import pickle
+import struct
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from json.encoder import encode_basestring as encode_json_string
+from typing import Any, Protocol, TextIO, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 from mitmproxy.net import encoding
@@ -69,6 +77,21 @@ def cassette_as_json(cassette: Cassette) -> dict[str, Any]:
     return {"header": encode_header(cassette.header), "records": [record_as_dict(r) for r in cassette.records]}
 
 
+def write_cassette_json(header: CassetteHeader, records: Iterable[Record], out: TextIO) -> None:
+    """Write ``json.dumps(cassette_as_json(...), indent=2, ensure_ascii=False)`` record by record.
+
+    `records` is read once (a :class:`~wsreplay.cassette.CassetteReader` will do): memory
+    holds one record at a time.
+    """
+    document = _indented_json(cassette_as_json(Cassette(header, [])), 0)
+    before, after = _split_at_empty_list(document, "records", 1)
+    out.write(before)
+    items = _ListItems(2)
+    for record in records:
+        out.write(items.next_separator() + _indented_json(record_as_dict(record), 2))
+    out.write(items.end() + after)
+
+
 # --- export ---------------------------------------------------------------------
 
 
@@ -81,38 +104,60 @@ class _Group:
     close: WebSocketClose | None = None
     failures: list[ConnectionFailure] = field(default_factory=list)
 
+    def add_frame(self, frame: WebSocketFrame) -> None:
+        self.frames.append(frame)
 
-def _group(records: Iterable[Record]) -> tuple[list[_Group], list[Record]]:
-    """Records per exchange or connection (in order of appearance), and the loose ones."""
-    groups: dict[int, _Group] = {}
-    loose: list[Record] = []
+
+class _Grouped(Protocol):
+    close: WebSocketClose | None
+    failures: list[ConnectionFailure]
+
+    def add_frame(self, frame: WebSocketFrame) -> None: ...
+
+
+GroupT = TypeVar("GroupT", bound=_Grouped)
+
+
+def _group(
+    records: Iterable[Record], start: Callable[[HttpExchange | WebSocketOpen], GroupT]
+) -> tuple[dict[int, GroupT], list[Annotation | ConnectionFailure]]:
+    """The groups `start` makes of each exchange or connection (in order of appearance) and
+    are given the records that follow it; and the annotations and unattached failures."""
+    groups: dict[int, GroupT] = {}
+    loose: list[Annotation | ConnectionFailure] = []
     for record in records:
         group = groups.get(record.id)
         match record:
             case HttpExchange() | WebSocketOpen():
-                groups[record.id] = _Group(record)
+                groups[record.id] = start(record)
             case WebSocketFrame() if group:
-                group.frames.append(record)
+                group.add_frame(record)
             case WebSocketClose() if group:
                 group.close = record
             case ConnectionFailure() if group:
                 group.failures.append(record)
-            case _:
+            case Annotation() | ConnectionFailure():
                 loose.append(record)
-    return list(groups.values()), loose
+    return groups, loose
 
 
 def cassette_to_har(cassette: Cassette) -> dict[str, Any]:
     """A HAR 1.2 log of the cassette: one entry per exchange and per WebSocket upgrade."""
     origin = round(cassette.header.created, 6)
-    groups, loose = _group(cassette.records)
+    groups, loose = _group(cassette.records, _Group)
+    return _har_log(cassette.header, [_entry(group, origin) for group in groups.values()], loose)
+
+
+def _har_log(
+    header: CassetteHeader, entries: list[dict[str, Any]], loose: list[Annotation | ConnectionFailure]
+) -> dict[str, Any]:
     return {
         "log": {
             "version": HAR_VERSION,
             "creator": {"name": "wsreplay", "version": wsreplay.__version__},
-            "entries": [_entry(group, origin) for group in groups],
+            "entries": entries,
             "_wsreplay": {
-                "header": encode_header(cassette.header),
+                "header": encode_header(header),
                 "annotations": [
                     {"id": r.id, "time": r.time, "data": r.data} for r in loose if isinstance(r, Annotation)
                 ],
@@ -124,6 +169,208 @@ def cassette_to_har(cassette: Cassette) -> dict[str, Any]:
             },
         }
     }
+
+
+def write_har(header: CassetteHeader, records: Iterable[Record], out: TextIO) -> None:
+    """Write ``json.dumps(cassette_to_har(...), indent=2, ensure_ascii=False)`` in bounded memory.
+
+    `records` is read once (a :class:`~wsreplay.cassette.CassetteReader` will do). Connections
+    interleave in a cassette but each is one entry of the HAR: as the records stream by, each
+    WebSocket message is written as JSON to a temporary file, chained to its connection's
+    earlier ones, and so is each entry's first record; memory holds at most
+    :data:`SPILL_BUDGET_BYTES` of messages, and per connection its close and failures.
+    """
+    origin = round(header.created, 6)
+    with _Spill() as spill:
+        groups, loose = _group(records, lambda head: _SpilledGroup(spill, head, origin))
+        spill.flush()
+        before, after = _split_at_empty_list(_indented_json(_har_log(header, [], loose), 0), "entries", 2)
+        out.write(before)
+        entries = _ListItems(3)
+        for group in groups.values():
+            out.write(entries.next_separator())
+            group.write_entry(out)
+        out.write(entries.end() + after)
+
+
+SPILL_BUDGET_BYTES = 1024 * 1024
+"""WebSocket messages kept in memory, as JSON text, before all go to the HAR export's temporary file."""
+MESSAGES_KEY = "_webSocketMessages"
+ENTRY_LEVEL = 3
+"""How deep an entry sits in the HAR document (``log.entries[n]``)."""
+
+
+@dataclass(eq=False)
+class _Chain:
+    """Where the first and last chunks of one chain are in a :class:`_Spill` (-1: none yet)."""
+
+    first: int = -1
+    last: int = -1
+
+
+_NEXT_CHUNK = struct.Struct("<q")
+_CHUNK_HEAD = struct.Struct("<qQ")
+"""A chunk of a spill file starts with the offset of the next chunk in its chain (-1: none), then its size."""
+
+
+class _Spill:
+    """A temporary file of chains of chunks, appended to in any interleaving and read back one
+    chain at a time. A chunk is linked to its chain's previous one when it is written, so
+    memory holds only where each chain starts and ends.
+
+    Text waiting to be written is held per chain, up to :data:`SPILL_BUDGET_BYTES` for all.
+    """
+
+    def __init__(self) -> None:
+        self._file = tempfile.TemporaryFile(prefix="wsreplay-export-")
+        self._fd = self._file.fileno()
+        self._size = 0
+        self._pending: dict[_Chain, list[str]] = {}
+        self._pending_size = 0
+
+    def __enter__(self) -> _Spill:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._file.close()
+
+    def add(self, chain: _Chain, text: str) -> None:
+        """Append `text` to `chain` (written out later, with what follows it)."""
+        self._pending.setdefault(chain, []).append(text)
+        self._pending_size += len(text)
+        if self._pending_size >= SPILL_BUDGET_BYTES:
+            self.flush()
+
+    def write(self, chain: _Chain, data: bytes) -> None:
+        """Append `data` to `chain` as one chunk, now."""
+        offset = self._size
+        _write_all(self._fd, _CHUNK_HEAD.pack(-1, len(data)), offset)
+        _write_all(self._fd, data, offset + _CHUNK_HEAD.size)
+        if chain.last < 0:
+            chain.first = offset
+        else:
+            _write_all(self._fd, _NEXT_CHUNK.pack(offset), chain.last)
+        chain.last = offset
+        self._size += _CHUNK_HEAD.size + len(data)
+
+    def flush(self) -> None:
+        """Write every chain's waiting text, one chunk each."""
+        for chain, texts in self._pending.items():
+            self.write(chain, "".join(texts).encode("utf-8"))
+        self._pending.clear()
+        self._pending_size = 0
+
+    def read(self, chain: _Chain) -> Iterator[bytes]:
+        """The chunks of `chain`, in order (after :meth:`flush`)."""
+        offset = chain.first
+        while offset >= 0:
+            next_offset, size = _CHUNK_HEAD.unpack(os.pread(self._fd, _CHUNK_HEAD.size, offset))
+            yield os.pread(self._fd, size, offset + _CHUNK_HEAD.size)
+            offset = next_offset
+
+
+def _write_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
+
+
+class _SpilledGroup:
+    """An exchange or WebSocket connection while a cassette streams by: its first record and
+    its messages (as HAR JSON) in a :class:`_Spill`, its close and failures in memory."""
+
+    def __init__(self, spill: _Spill, head: HttpExchange | WebSocketOpen, origin: float) -> None:
+        self.spill = spill
+        self.origin = origin
+        self.head = _Chain()
+        spill.write(self.head, pickle.dumps(head, pickle.HIGHEST_PROTOCOL))
+        self.messages = _Chain()
+        self.message_items = _ListItems(ENTRY_LEVEL + 2) if isinstance(head, WebSocketOpen) and head.accepted else None
+        self.close: WebSocketClose | None = None
+        self.failures: list[ConnectionFailure] = []
+
+    def add_frame(self, frame: WebSocketFrame) -> None:
+        if self.message_items is not None:  # the entry of an exchange or a refused upgrade has no messages
+            message = _indented_json(_har_message(frame, self.origin), ENTRY_LEVEL + 2)
+            self.spill.add(self.messages, self.message_items.next_separator() + message)
+
+    def write_entry(self, out: TextIO) -> None:
+        """Write the group's HAR entry, as :func:`cassette_to_har` makes it, laid out in the log."""
+        head = pickle.loads(b"".join(self.spill.read(self.head)))
+        text = _indented_json(_entry(_Group(head, [], self.close, self.failures), self.origin), ENTRY_LEVEL)
+        if self.message_items is None or self.messages.first < 0:
+            out.write(text)
+            return
+        before, after = _split_at_empty_list(text, MESSAGES_KEY, ENTRY_LEVEL + 1)
+        out.write(before)
+        for chunk in self.spill.read(self.messages):
+            out.write(chunk.decode("utf-8"))
+        out.write(self.message_items.end() + after)
+
+
+class _ListItems:
+    """What json.dumps (indent 2) writes around the items of a list `level` deep: the
+    separator before each item, and the end of the list."""
+
+    def __init__(self, level: int) -> None:
+        self.level = level
+        self.empty = True
+
+    def next_separator(self) -> str:
+        separator = "\n" if self.empty else ",\n"
+        self.empty = False
+        return separator + "  " * self.level
+
+    def end(self) -> str:
+        """The list's ``]``, on a line of its own if the list has items."""
+        return "]" if self.empty else "\n" + "  " * (self.level - 1) + "]"
+
+
+def _split_at_empty_list(document: str, key: str, level: int) -> tuple[str, str]:
+    """`document` (json.dumps's indent 2 layout) cut inside the empty list that is member `key`
+    of an object `level` deep: up to and including ``[``, and after ``]``."""
+    member = f"\n{'  ' * level}{encode_json_string(key)}: ["
+    before, found, after = document.partition(member + "]")
+    if not found:
+        raise ValueError(f"no empty {key!r} list {level} deep")
+    return before + member, after
+
+
+def _float_json(value: float) -> str:
+    return float.__repr__(value) if math.isfinite(value) else json.dumps(value)
+
+
+_SCALAR_JSON: dict[type, Callable[[Any], str]] = {
+    str: encode_json_string,
+    int: int.__repr__,
+    float: _float_json,
+    bool: lambda value: "true" if value else "false",
+    type(None): lambda _: "null",
+}
+
+
+def _indented_json(value: Any, level: int) -> str:
+    """``json.dumps(value, indent=2, ensure_ascii=False)`` as it appears nested `level` deep in
+    a bigger document. An object of scalar values (a WebSocket message, a frame) is written
+    directly, not by json's pure-Python indenting encoder."""
+    if type(value) is dict and value:
+        try:
+            scalars = tuple([_SCALAR_JSON[type(item)](item) for item in value.values()])
+        except KeyError:
+            pass  # a value that is not a scalar
+        else:
+            return _flat_object_layout(tuple(value), level) % scalars
+    text = json.dumps(value, indent=2, ensure_ascii=False)
+    return text.replace("\n", "\n" + "  " * level) if level else text
+
+
+@functools.lru_cache(maxsize=64)
+def _flat_object_layout(keys: tuple[str, ...], level: int) -> str:
+    """A %-format of an object with these keys, `level` deep, whose values are each a JSON scalar's text."""
+    inner = "\n" + "  " * (level + 1)
+    members = f",{inner}".join(encode_json_string(key).replace("%", "%%") + ": %s" for key in keys)
+    return f"{{{inner}{members}\n{'  ' * level}}}"
 
 
 def iso_time(epoch: float) -> str:
@@ -148,7 +395,7 @@ def _entry(group: _Group, origin: float) -> dict[str, Any]:
     }
     if websocket:
         entry["_resourceType"] = "websocket"
-        entry["_webSocketMessages"] = [_har_message(frame, origin) for frame in group.frames]
+        entry[MESSAGES_KEY] = [_har_message(frame, origin) for frame in group.frames]
     if group.close:
         close = group.close
         entry["_webSocketClose"] = {

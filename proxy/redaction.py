@@ -17,8 +17,8 @@ import binascii
 import json
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
 from typing import Any, Protocol
 from urllib.parse import quote, unquote
@@ -47,6 +47,7 @@ __all__ = [
     "SECRET_WORDS",
     "RedactionRules",
     "Redactor",
+    "SecretSigns",
     "Visitor",
     "has_jwt",
     "is_placeholder",
@@ -69,6 +70,8 @@ EXEMPT_HEADERS = ("Sec-WebSocket-Key",)
 SCHEME_HEADERS = frozenset({"authorization", "proxy-authorization"})
 MIN_KNOWN_SECRET = 8
 """Shorter secrets are replaced only where they are named, never inside other text."""
+REMEMBERED_FIELD_NAMES = 4096
+"""Field names whose verdict (secret or not) rules remember, at most."""
 
 PLACEHOLDER = re.compile(r"<redacted:[a-z]+-\d+>")
 SIGNATURE_PREFIX = b"wsreplay-redacted-"
@@ -84,6 +87,9 @@ _SQUASHED_WORD = 5
 """Secret words this long are found even split (`pass_word`); shorter ones only as a word of their own."""
 _WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 _COOKIE = re.compile(r"(^|;)(\s*)([^=;]+)=([^;]*)")
+_JSON = json.JSONDecoder()
+_ESCAPE_OR_JWT = re.compile(rb"\\u|eyj|zxlk")
+"""Matched on a lowered raw JSON text: a \\u escape (which could hide a name or a JWT), a JWT's beginning."""
 _JSON_STYLES: tuple[dict[str, Any], ...] = tuple(
     {**layout, "ensure_ascii": ascii_only}
     for layout in ({"separators": (",", ":")}, {}, {"indent": 2})
@@ -119,6 +125,7 @@ class RedactionRules:
     fields: tuple[str, ...] = ()
     secret_words: frozenset[str] = SECRET_WORDS
     exempt_headers: tuple[str, ...] = EXEMPT_HEADERS
+    _field_verdicts: dict[str, bool] = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
 
     def extended(self, headers: Iterable[str] = (), fields: Iterable[str] = ()) -> RedactionRules:
         """These rules plus more header and field names or patterns (e.g. `X-Internal-*`)."""
@@ -130,7 +137,13 @@ class RedactionRules:
         return _matches(name, self.headers) or name_says_secret(name, self.secret_words)
 
     def field_is_secret(self, name: str) -> bool:
-        return _matches(name, self.fields) or name_says_secret(name, self.secret_words)
+        verdict = self._field_verdicts.get(name)
+        if verdict is None:
+            if len(self._field_verdicts) >= REMEMBERED_FIELD_NAMES:
+                self._field_verdicts.clear()
+            verdict = _matches(name, self.fields) or name_says_secret(name, self.secret_words)
+            self._field_verdicts[name] = verdict
+        return verdict
 
 
 # --- placeholders and JWTs ------------------------------------------------------
@@ -335,11 +348,12 @@ def _json_path(path: str, key: str) -> str:
     return f"{path}.{key}" if key.isidentifier() else f"{path}[{json.dumps(key)}]"
 
 
-def _parse_json(text: str) -> dict[str, Any] | list[Any] | None:
+def _parse_json(text: str, decoder: json.JSONDecoder = _JSON) -> Any:
+    """`text` parsed as JSON if it is an object or an array, else None."""
     if not text.lstrip().startswith(("{", "[")):
         return None
     try:
-        return json.loads(text)
+        return decoder.decode(text)
     except ValueError:
         return None
 
@@ -396,6 +410,48 @@ def _raw_form(secret: str) -> bytes | None:
         return None
 
 
+class _SecretName(Exception):
+    """Raised while parsing a frame at the first member named like a secret."""
+
+
+class SecretSigns:
+    """A cheap, exact test on a raw WebSocket frame: whether walking it (:func:`map_record`)
+    can meet a secret other than one seen before, that is a JWT or, in a text frame that
+    parses as JSON, a member named like a secret.
+
+    A frame that cannot be JSON (binary, or text not starting with ``{`` or ``[``) is scanned
+    for JWT beginnings only, without copying it. A JSON one is scanned, lowered, for JWT
+    beginnings and \\u escapes (which could hide one, or a name); if it holds a secret word
+    (or the rules name fields), it is parsed as the walk parses it, its member names checked
+    as they come: the word may well be in a value.
+    """
+
+    def __init__(self, rules: RedactionRules) -> None:
+        self.rules = rules
+        self._secret_words = re.compile(b"|".join(_word_marker(word) for word in sorted(rules.secret_words)))
+        """Matched on the lowered raw payload of a JSON text frame."""
+        self._names = json.JSONDecoder(object_pairs_hook=self._check_names)
+
+    def in_frame(self, payload: bytes, is_text: bool) -> bool:
+        if not (is_text and _may_be_json(payload)):
+            return _holds(payload, b"eyJ") or _holds(payload, b"ZXlK")
+        lowered = payload.lower()
+        if _ESCAPE_OR_JWT.search(lowered) is not None:
+            return True
+        if not self.rules.fields and self._secret_words.search(lowered) is None:
+            return False
+        try:
+            _parse_json(payload.decode("utf-8", "surrogateescape"), self._names)
+        except _SecretName:
+            return True
+        return False
+
+    def _check_names(self, members: list[tuple[str, Any]]) -> None:
+        for name, _ in members:
+            if self.rules.field_is_secret(name):
+                raise _SecretName
+
+
 # --- the redactor ---------------------------------------------------------------
 
 
@@ -403,7 +459,8 @@ class Redactor:
     """Replaces secrets with placeholders, statefully across the records of one cassette.
 
     Use it as a `Recording` transform; afterwards `summary_annotation` tells what was
-    redacted, where and how often (never the values).
+    redacted, where and how often (never the values). For a cassette already recorded,
+    `learn` from its records first, then redact its `header`, then its records with `redacted`.
     """
 
     def __init__(self, rules: RedactionRules | None = None) -> None:
@@ -416,9 +473,7 @@ class Redactor:
         """The secrets seen so far as they appear in a raw payload, for the frame pre-check."""
         self._known_escapable = False
         """Whether a secret seen so far holds a character that JSON may escape (``\\/``, ``\\"``...)."""
-        markers = [_word_marker(word) for word in sorted(self.rules.secret_words)]
-        self._suspicious = re.compile(b"|".join([*markers, rb"\\u", b"eyj", b"zxlk"]))
-        """Matched on the lowered raw payload of a JSON text frame: secret words, \\u escapes, JWT beginnings."""
+        self._signs = SecretSigns(self.rules)
         self._known_stale = True
 
     def __call__(self, record: Record) -> Record:
@@ -436,21 +491,24 @@ class Redactor:
 
         Walking a payload changes something only where a JWT appears, a secret seen before
         recurs, or, in a text frame that parses as JSON, a member is named like a secret.
-        So a frame that cannot be JSON (binary, or text not starting with ``{`` or ``[``)
-        is scanned for JWT beginnings only, without copying it; a JSON one also for secret
-        words and \\u escapes (which could hide a name), and for any escape when a secret
-        seen before holds a character JSON may escape. Known secrets are searched in the
-        raw bytes: a secret in the decoded text is there too.
+        The first two are what :class:`SecretSigns` looks for; known secrets are searched in
+        the raw bytes (a secret in the decoded text is there too), and in a JSON frame any
+        escape is suspect when a secret seen before holds a character JSON may escape.
         """
         known = self._known_raw if not self._known_stale else self._refresh_known()[1]
-        if is_text and _may_be_json(payload):
-            if self.rules.fields or self._suspicious.search(payload.lower()) is not None:
-                return False
-            if self._known_escapable and b"\\" in payload:
-                return False
-        elif _holds(payload, b"eyJ") or _holds(payload, b"ZXlK"):
+        if self._signs.in_frame(payload, is_text):
+            return False
+        if self._known_escapable and is_text and b"\\" in payload and _may_be_json(payload):
             return False
         return known is None or known.search(payload) is None
+
+    def redacted(self, records: Iterable[Record]) -> Iterator[Record]:
+        """`records` redacted one by one, then the summary annotation (at the latest record's time)."""
+        end: float | None = None
+        for record in records:
+            end = record.time if end is None else max(end, record.time)
+            yield self(record)
+        yield self.summary_annotation(0.0 if end is None else end)
 
     def learn(self, records: Iterable[Record]) -> None:
         """Learn the secrets in `records` without counting them, so that a later pass
@@ -517,6 +575,4 @@ def redact_cassette(cassette: Cassette, rules: RedactionRules | None = None) -> 
     redactor = Redactor(rules)
     redactor.learn(cassette.records)
     header = redactor.header(cassette.header)
-    records = [redactor(record) for record in cassette.records]
-    end = max((record.time for record in cassette.records), default=0.0)
-    return Cassette(header, [*records, redactor.summary_annotation(end)])
+    return Cassette(header, list(redactor.redacted(cassette.records)))

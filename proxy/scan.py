@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from wsreplay.cassette import Cassette
+from wsreplay.records import CassetteHeader, Record, WebSocketFrame
 from wsreplay.redaction import (
     RedactionRules,
+    SecretSigns,
     has_jwt,
     is_placeholder,
     is_redacted_jwt,
@@ -22,7 +25,7 @@ from wsreplay.redaction import (
     sub_jwts,
 )
 
-__all__ = ["Finding", "looks_random", "scan_cassette"]
+__all__ = ["Finding", "looks_random", "scan_cassette", "scan_records"]
 
 HEADER_ID = 0
 """The record id a finding in the cassette header's metadata is reported under."""
@@ -80,12 +83,24 @@ class _Scanner:
 
 def scan_cassette(cassette: Cassette, rules: RedactionRules | None = None) -> list[Finding]:
     """Every place in `cassette` where something still looks like a secret."""
+    return list(scan_records(cassette.header, cassette.records, rules))
+
+
+def scan_records(
+    header: CassetteHeader, records: Iterable[Record], rules: RedactionRules | None = None
+) -> Iterator[Finding]:
+    """Every place in a cassette's header and `records` (read once, one at a time) where
+    something still looks like a secret, as it is found."""
     rules = rules or RedactionRules()
+    signs = SecretSigns(rules)
     scanner = _Scanner()
-    map_metadata(cassette.header.metadata, rules, scanner)
-    findings = [Finding(HEADER_ID, 0.0, where, reason) for where, reason in scanner.found]
-    for record in cassette.records:
+    map_metadata(header.metadata, rules, scanner)
+    for where, reason in scanner.found:
+        yield Finding(HEADER_ID, 0.0, where, reason)
+    for record in records:
+        if isinstance(record, WebSocketFrame) and not signs.in_frame(record.payload, record.is_text):
+            continue
         scanner = _Scanner()
         map_record(record, rules, scanner)
-        findings.extend(Finding(record.id, record.time, where, reason) for where, reason in scanner.found)
-    return findings
+        for where, reason in scanner.found:
+            yield Finding(record.id, record.time, where, reason)

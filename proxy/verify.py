@@ -3,16 +3,29 @@
 A turn starts at a client chat frame (``message``, ``user_message``, ``start_agent``)
 and covers the server frames until the next one. Only server events named in the
 expectation count; heartbeats, acks and system messages are ignored.
+
+The cassette is read once; a turn's events are kept run-length encoded, so memory stays
+flat however many tokens a turn streams.
 """
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from wsreplay.compare import HEARTBEAT_EVENTS, Connection, describe_close, event_name, frame_event, named_connections
+from wsreplay.compare import (
+    HEARTBEAT_EVENTS,
+    ConnectionSummary,
+    EventRuns,
+    connection_frames,
+    describe_close,
+    frame_event,
+    named,
+)
 from wsreplay.records import Record
 
 CHAT_TYPES = frozenset({"message", "user_message", "start_agent"})
@@ -86,25 +99,29 @@ def _expected_next(atoms: list[Step], states: set[int]) -> str:
     return " or ".join(names)
 
 
-def missing_events(steps: Sequence[Step], events: Sequence[str]) -> set[str]:
+def missing_events(steps: Sequence[Step], events: Sequence[str] | EventRuns) -> set[str]:
     return {step.name for step in steps if not step.optional and step.name not in events}
 
 
-def match_problem(steps: Sequence[Step], events: Sequence[str]) -> str | None:
+def match_problem(steps: Sequence[Step], events: Sequence[str] | EventRuns) -> str | None:
     """Why `events` do not follow `steps`, in the staging report's words; None when they do."""
     missing = missing_events(steps, events)
     if missing:
         return f"Missing critical events: {format_set(missing)}"
+    runs = events if isinstance(events, EventRuns) else EventRuns(events)
     atoms = _atoms(steps)
     states = _closure(atoms, {0})
-    for event in events:
-        following = _advance(atoms, states, event)
-        if not following:
-            expected = _expected_next(atoms, states)
-            if not expected:
-                return f"Unexpected extra event {event!r} after the expected events"
-            return f"Events out of order: {event!r} arrived where {expected} was expected"
-        states = following
+    for event, count in runs.runs():
+        for _ in range(count):
+            following = _advance(atoms, states, event)
+            if not following:
+                expected = _expected_next(atoms, states)
+                if not expected:
+                    return f"Unexpected extra event {event!r} after the expected events"
+                return f"Events out of order: {event!r} arrived where {expected} was expected"
+            if following == states:
+                break  # the rest of the run leaves the states as they are
+            states = following
     if len(atoms) not in states:
         return f"Turn ended before {_expected_next(atoms, states)}"
     return None
@@ -118,12 +135,13 @@ def format_set(names: Iterable[str]) -> str:
 # --- turns ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TurnResult:
     where: str
     turn: int
     request: str
-    events: tuple[str, ...]
+    events: EventRuns
+    """The expected events the turn received, in order."""
     others: tuple[str, ...]
     missing: tuple[str, ...]
     problem: str | None
@@ -184,60 +202,118 @@ class Verification:
         return f"PASS: all {len(self.turns)} chat turns delivered {expected}"
 
     def lines(self) -> list[str]:
-        return [*(turn.line() for turn in self.turns), *self.skipped, self.summary()]
+        return list(self.each_line())
+
+    def each_line(self) -> Iterator[str]:
+        """The lines of :meth:`text`, made one at a time (a turn of many events makes a long one)."""
+        for turn in self.turns:
+            yield turn.line()
+        yield from self.skipped
+        yield self.summary()
 
     def text(self) -> str:
         return "\n".join(self.lines())
 
     def as_dict(self) -> dict[str, Any]:
+        return self._fields([turn.as_dict() for turn in self.turns])
+
+    def json_chunks(self) -> Iterator[str]:
+        """``json.dumps(self.as_dict(), indent=2)`` in pieces, made one turn at a time."""
+        return _json_chunks(self._fields(turn.as_dict() for turn in self.turns))
+
+    def _fields(self, turns: Iterable[dict[str, Any]]) -> dict[str, Any]:
         return {
             "passed": self.passed,
             "expectation": [str(step) for step in self.expectation],
-            "turns": [turn.as_dict() for turn in self.turns],
+            "turns": turns,
             "skipped": list(self.skipped),
             "summary": self.summary(),
         }
 
 
-def split_turns(connection: Connection, key: str | None = None) -> list[tuple[str, list[str]]]:
-    """The chat turns of a connection: (the client frame's type, server events in order)."""
-    turns: list[tuple[str, list[str]]] = []
-    for frame in connection.frames:
+def _json_chunks(fields: dict[str, Any]) -> Iterator[str]:
+    """``json.dumps(fields, indent=2)`` in pieces; a field holding an iterator is the list of its
+    items, each encoded as it comes."""
+    yield "{"
+    for position, (name, value) in enumerate(fields.items()):
+        yield f"{',' if position else ''}\n  {json.dumps(name)}: "
+        if isinstance(value, Iterator):
+            empty = True
+            for item in value:
+                yield f"{'[' if empty else ','}\n    {_nested_json(item, 2)}"
+                empty = False
+            yield "[]" if empty else "\n  ]"
+        else:
+            yield _nested_json(value, 1)
+    yield "\n}"
+
+
+def _nested_json(value: Any, level: int) -> str:
+    """``json.dumps(value, indent=2)`` as it appears `level` deep (JSON text has no newline but its own)."""
+    return json.dumps(value, indent=2).replace("\n", "\n" + "  " * level)
+
+
+@dataclass(eq=False)
+class ConnectionTurns(ConnectionSummary):
+    """A connection's chat turns: the client frame's type, and the server's events until the next."""
+
+    turns: list[tuple[str, EventRuns]] = field(default_factory=list)
+
+    def finish_turn(self, finished: dict[Any, EventRuns]) -> None:
+        """Store the last turn's events as the object `finished` has for them, if it has one
+        (turns often have the same events: they then take the memory of one)."""
+        if self.turns:
+            request, events = self.turns[-1]
+            self.turns[-1] = (request, finished.setdefault(events.key(), events))
+
+
+def connection_turns(records: Iterable[Record], key: str | None = None) -> list[ConnectionTurns]:
+    """The WebSocket connections of `records` with their chat turns, in order of their upgrade."""
+    found: dict[int, ConnectionTurns] = {}
+    finished: dict[Any, EventRuns] = {}
+    for connection, frame in connection_frames(records, found, ConnectionTurns):
         if frame.from_client:
-            kind = event_name(frame.json())
+            kind = frame_event(frame)
             if kind in CHAT_TYPES:
-                turns.append((kind, []))
-        elif turns:
+                connection.finish_turn(finished)
+                connection.turns.append((sys.intern(kind), EventRuns()))
+        elif connection.turns:
             name = frame_event(frame, key)
             if name is not None:
-                turns[-1][1].append(name)
-    return turns
+                connection.turns[-1][1].add(name)
+    for connection in found.values():
+        connection.finish_turn(finished)
+    return list(found.values())
 
 
 def verify_records(
-    records: Sequence[Record], expectation: str | Sequence[Step] = DEFAULT_EXPECTATION, key: str | None = None
+    records: Iterable[Record], expectation: str | Sequence[Step] = DEFAULT_EXPECTATION, key: str | None = None
 ) -> Verification:
-    """Check every chat turn of every WebSocket connection against the expectation."""
+    """Check every chat turn of every WebSocket connection against the expectation (one pass over `records`)."""
     steps = parse_expectation(expectation) if isinstance(expectation, str) else tuple(expectation)
-    wanted = {step.name for step in steps}
+    verdicts: dict[int, tuple[EventRuns, tuple[str, ...], tuple[str, ...], str | None]] = {}
     results: list[TurnResult] = []
     skipped: list[str] = []
-    for where, connection in named_connections(records):
+    for where, connection in named(connection_turns(records, key)):
         if not connection.open.accepted:
             skipped.append(f"{where}: skipped, upgrade refused with {connection.open.response.status}")
             continue
-        turns = split_turns(connection, key)
-        if not turns:
+        if not connection.turns:
             skipped.append(f"{where}: skipped, no chat turn")
             continue
-        for number, (request, names) in enumerate(turns, 1):
-            events = [name for name in names if name in wanted]
-            others = [name for name in dict.fromkeys(names) if name not in wanted and name not in NOT_AGENT_EVENTS]
-            close = f"connection {describe_close(connection.close)}" if number == len(turns) else None
-            missing = tuple(sorted(missing_events(steps, events)))
-            results.append(
-                TurnResult(
-                    where, number, request, tuple(events), tuple(others), missing, match_problem(steps, events), close
-                )
-            )
+        for number, (request, names) in enumerate(connection.turns, 1):
+            verdict = verdicts.get(id(names))
+            if verdict is None:
+                verdict = verdicts[id(names)] = _verdict(steps, names)
+            close = f"connection {describe_close(connection.close)}" if number == len(connection.turns) else None
+            results.append(TurnResult(where, number, request, *verdict, close))
     return Verification(steps, tuple(results), tuple(skipped))
+
+
+def _verdict(steps: Sequence[Step], names: EventRuns) -> tuple[EventRuns, tuple[str, ...], tuple[str, ...], str | None]:
+    """A turn's expected events, its other events, the expected events it lacks, and its problem."""
+    wanted = {step.name for step in steps}
+    events = names.only(wanted.__contains__)
+    others = tuple(dict.fromkeys(name for name in names.names if name not in wanted and name not in NOT_AGENT_EVENTS))
+    missing = tuple(sorted(missing_events(steps, events)))
+    return events, others, missing, match_problem(steps, events)
