@@ -130,7 +130,10 @@ class Replayer:
         except (ValueError, CassetteError) as exc:
             raise exceptions.OptionsError(str(exc)) from None
         self.final_report = None
-        log.info("replaying %s (%d records)", cassette.path, cassette.records_indexed)
+        if cassette.index_as_played:
+            log.info("replaying %s (%d MB, indexed as it is played)", cassette.path, cassette.size // 2**20)
+        else:
+            log.info("replaying %s (%d records)", cassette.path, cassette.records_indexed)
         if cassette.truncated_at is not None:
             log.warning(truncation_warning(cassette))
 

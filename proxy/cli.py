@@ -690,6 +690,8 @@ def replay(
         replayer = Replayer()
         status = serve_proxy(settings, [replayer], f"replaying {cassette} ({mode} mode, offline)", mode, command)
         report = replayer.report()  # the addon has logged it
+    if report is not None and report.cassette_error and status == 0:
+        status = EXIT_BAD_INPUT
     if strict and report is not None and not report.clean and status == 0:
         status = 1
     sys.exit(status)

@@ -91,6 +91,8 @@ UNEXPECTED_FRAME_CODE: Final = 4001
 MAX_REASON_BYTES: Final = 123
 ABRUPT_CODES: Final = frozenset({None, 1006})
 NO_RESPONSE: Final = "the recording has no response for this request"
+CLOSE_INDEX_BUDGET: Final = 256
+"""Records a client's early close indexes further, at most, to tell how many frames the recording has."""
 MAX_LOOKAHEAD: Final = 256
 """Recorded client frames not answered yet that a live frame out of the recorded order is compared with."""
 MAX_DETAILS: Final = 100
@@ -291,12 +293,17 @@ class ReplayReport:
     volatile_match_count: int = 0
     out_of_order: tuple[str, ...] = ()
     out_of_order_count: int = 0
+    cassette_error: str | None = None
+    """A corrupt record met while the cassette was indexed as played: nothing after it was replayed."""
+    cassette_warning: str | None = None
+    """What indexing the cassette as played found to warn about (an incomplete last record)."""
 
     @property
     def clean(self) -> bool:
         """Everything matched strictly and everything recorded was used (what ``--strict`` demands)."""
         return not (
-            self.unmatched_count
+            self.cassette_error
+            or self.unmatched_count
             or self.mismatch_count
             or self.volatile_match_count
             or self.unused_exchanges
@@ -308,6 +315,7 @@ class ReplayReport:
             f"replay: {self.http_served} HTTP responses, {self.websockets_accepted} WebSocket connections "
             f"({self.websockets_refused} refused upgrades), {self.failures_replayed} recorded failures replayed"
         ]
+        lines += [f"cassette: {problem}" for problem in (self.cassette_error, self.cassette_warning) if problem]
         sections = (
             ("unmatched", self.unmatched, self.unmatched_count),
             ("matched only when ignoring digits inside strings", self.loose_matches, self.loose_match_count),
@@ -356,8 +364,12 @@ class _Script:
     a step at a time when played (a few steps are kept): memory does not grow with its length.
 
     ``steps[0]`` is what the server did right after the upgrade; ``steps[k]`` what it did
-    after the client's k-th frame, ``client_frames[k - 1]``; ``times[k][i]`` is when
+    after the client's k-th frame, ``client_frame(k)``; ``times[k][i]`` is when
     ``steps[k][i]`` was recorded.
+
+    The script is known as far as the recording is indexed: asking for a step or a client
+    frame beyond indexes further (`more`), asking for all of them (``client_frames``,
+    ``step_count``) indexes to the conversation's end.
     """
 
     KEPT_STEPS: ClassVar[int] = 4
@@ -365,34 +377,67 @@ class _Script:
     def __init__(
         self,
         upgrade: WebSocketOpen,
-        client_frames: tuple[WebSocketFrame, ...],
-        starts: tuple[_StepStart, ...],
+        client_frames: list[WebSocketFrame],
+        starts: list[_StepStart],
         source: RecordSource,
         options: ReplayOptions,
+        more: Callable[[], bool],
     ) -> None:
         self.upgrade = upgrade
-        self.client_frames = client_frames
         self.delay = options.scaled(upgrade.duration)
         """How long to wait before accepting: the recorded wait for the 101, scaled."""
+        self.complete = False
+        """Whether the conversation is indexed to its end (else ``client_frames`` and ``step_count`` index on)."""
+        self._client_frames = client_frames
         self._starts = starts
         self._source = source
         self._options = options
+        self._more = more
+        """Index the recording further; False once it is indexed to its end."""
         self._kept: dict[int, tuple[tuple[Action, ...], tuple[float, ...]]] = {}
         self.steps: Sequence[tuple[Action, ...]] = _StepView(self, 0)
         self.times: Sequence[tuple[float, ...]] = _StepView(self, 1)
 
     @property
+    def client_frames(self) -> Sequence[WebSocketFrame]:
+        """All the client's frames."""
+        self._index_to_end()
+        return self._client_frames
+
+    @property
     def step_count(self) -> int:
+        self._index_to_end()
         return len(self._starts)
+
+    def client_frame(self, index: int) -> WebSocketFrame | None:
+        """The client's frame `index` (from 1), or None when the conversation has fewer."""
+        frames = self._client_frames
+        while len(frames) < index and not self.complete and self._more():
+            pass
+        return frames[index - 1] if 0 < index <= len(frames) else None
+
+    def known_client_frames(self, at_most: int) -> tuple[int, bool]:
+        """How many client frames the conversation has, indexing at most `at_most` records further
+        to learn it; and whether that is all of them."""
+        while not self.complete and at_most > 0 and self._more():
+            at_most -= 1
+        return len(self._client_frames), self.complete
 
     def step(self, k: int) -> tuple[tuple[Action, ...], tuple[float, ...]]:
         """Step `k`'s actions and their recorded times."""
         kept = self._kept.get(k)
         if kept is None:
+            while len(self._starts) <= k and not self.complete and self._more():
+                pass
+            start = self._starts[k]
             if len(self._kept) >= self.KEPT_STEPS:
                 del self._kept[next(iter(self._kept))]
-            kept = self._kept[k] = self._read_step(self._starts[k])
+            kept = self._kept[k] = self._read_step(start)
         return kept
+
+    def _index_to_end(self) -> None:
+        while not self.complete and self._more():
+            pass
 
     def _read_step(self, start: _StepStart) -> tuple[tuple[Action, ...], tuple[float, ...]]:
         actions: list[Action] = []
@@ -440,9 +485,11 @@ class _StepView(Sequence[Any]):
     def __getitem__(self, k: Any) -> Any:
         if isinstance(k, slice):
             return [self[index] for index in range(*k.indices(len(self)))]
-        if not -len(self) <= k < len(self):
-            raise IndexError(k)
-        return self._script.step(k % len(self))[self._part]
+        if k < 0:
+            if k < -len(self):
+                raise IndexError(k)
+            k += len(self)
+        return self._script.step(k)[self._part]
 
 
 def _server_action(record: Record, delay: float) -> Action | None:
@@ -461,32 +508,41 @@ class _ScriptIndex:
     """Builds a conversation's script while the recording is indexed: its client frames, and
     where each step's records are, counted (server frames are not kept)."""
 
-    def __init__(self, upgrade: WebSocketOpen, position: int) -> None:
-        self.upgrade = upgrade
-        self.client_frames: list[WebSocketFrame] = []
+    def __init__(
+        self,
+        upgrade: WebSocketOpen,
+        position: int,
+        source: RecordSource,
+        options: ReplayOptions,
+        more: Callable[[], bool],
+    ) -> None:
+        self._client_frames: list[WebSocketFrame] = []
         self._starts: list[_StepStart] = []
+        self.script = _Script(upgrade, self._client_frames, self._starts, source, options, more)
         self._position = position
         self._floor = self._previous_server = upgrade.answered_at
         self._records = 0
 
-    def server_record(self, time: float) -> None:
-        """A server frame of the conversation (or its close or failure, the last record)."""
+    def server_records(self, time: float, count: int = 1) -> None:
+        """`count` server frames of the conversation, the latest at `time` (or its close or
+        failure, the last record)."""
         self._previous_server = max(self._previous_server, time)
-        self._records += 1
+        self._records += count
 
     def client_frame(self, frame: WebSocketFrame, end: int) -> None:
         self._end_step()
-        self.client_frames.append(frame)
+        self._client_frames.append(frame)
         self._position = end
         self._floor = max(self._previous_server, frame.time)
+
+    def finish(self) -> None:
+        """The conversation's last record is indexed (or the recording's)."""
+        self._end_step()
+        self.script.complete = True
 
     def _end_step(self) -> None:
         self._starts.append(_StepStart(self._position, self._floor, self._records))
         self._records = 0
-
-    def script(self, source: RecordSource, options: ReplayOptions) -> _Script:
-        self._end_step()
-        return _Script(self.upgrade, tuple(self.client_frames), tuple(self._starts), source, options)
 
 
 @dataclass(frozen=True)
@@ -611,16 +667,17 @@ class _RecordedTokens:
     """The tokens a recording's clients sent in HTTP requests, and those of its requests its
     server ever sent back, each found once, when first needed (loading does not pay for them)."""
 
-    def __init__(self, source: RecordSource, requests: Sequence[HttpRequest]) -> None:
+    def __init__(self, source: RecordSource, requests: Callable[[], Sequence[HttpRequest]]) -> None:
         self._source = source
         self._requests = requests
+        """Every recorded request (the recording indexed whole)."""
         self._http_requests: frozenset[bytes] | None = None
         self._sent_back: frozenset[bytes] | None = None
 
     def http_requests(self) -> frozenset[bytes]:
         if self._http_requests is None:
             found: set[bytes] = set()
-            for request in self._requests:
+            for request in self._requests():
                 if not request.is_websocket_upgrade:
                     found |= request_tokens(request)
             self._http_requests = frozenset(found)
@@ -631,7 +688,7 @@ class _RecordedTokens:
         request without any needs no pairing. Found in one pass over the recording."""
         if self._sent_back is None:
             requests: set[bytes] = set()
-            for request in self._requests:
+            for request in self._requests():
                 requests |= request_tokens(request)
             finder = EchoFinder(requests, requests)
             found: set[bytes] = set()
@@ -681,9 +738,12 @@ class ConnectionPlayer:
     Ids the client minted (see :mod:`wsreplay.correlation`) come back as the live client's.
     """
 
-    def __init__(self, recorded: _RecordedUpgrade, siblings: tuple[_RecordedUpgrade, ...], context: _Context) -> None:
+    def __init__(
+        self, recorded: _RecordedUpgrade, alike: Callable[[], Sequence[_RecordedUpgrade]], context: _Context
+    ) -> None:
         self._recorded = recorded
-        self._siblings = siblings
+        self._alike = alike
+        """The recordings whose upgrades look like this one's (itself included), found when first needed."""
         self._context = context
         self._received = 0
         self._finished = False
@@ -712,7 +772,8 @@ class ConnectionPlayer:
         """The live upgrade request this player answers: learn the values its client minted in it."""
         if self._context.rules.enabled:
             pairs = pair_requests(self._script.upgrade.request, live, self._context.rules)
-            self._learn(pairs, self._context.echoes(self._recorded).echoed)
+            if pairs:
+                self._learn(pairs, self._context.echoes(self._recorded).echoed)
 
     def start(self) -> Sequence[Action]:
         """The actions right after the upgrade: server frames recorded before the client's first."""
@@ -726,9 +787,9 @@ class ConnectionPlayer:
         if self._schedule is not None:
             return self._client_frame_out_of_order(is_text, payload)
         index = self._received
-        frames = self._script.client_frames
-        known = index <= len(frames)
-        differences = self._differences(frames[index - 1], is_text, payload) if known else []
+        recorded = self._script.client_frame(index)
+        known = recorded is not None
+        differences = self._differences(recorded, is_text, payload) if recorded is not None else []
         if (differences or not known) and self._take_over_sibling(index, is_text, payload):
             return self._answer(index, is_text, payload)
         if differences or not known:
@@ -739,7 +800,8 @@ class ConnectionPlayer:
                 return self._answer_out_of_order(other, is_text, payload)
         if not known:
             summary = f"unexpected client frame {index}"
-            return self._mismatch(summary, f"{summary} (the recording has {len(frames)})", UNEXPECTED_FRAME_CODE)
+            detail = f"{summary} (the recording has {len(self._script.client_frames)})"
+            return self._mismatch(summary, detail, UNEXPECTED_FRAME_CODE)
         if not differences:
             return self._answer(index, is_text, payload)
         summary = f"frame {index} mismatch: {summarize(differences)}"
@@ -751,11 +813,11 @@ class ConnectionPlayer:
         if self._finished:
             return ()
         self._finished = True
-        expected = len(self._script.client_frames)
+        expected, all_known = self._script.known_client_frames(at_most=CLOSE_INDEX_BUDGET)
         if self._received < expected:
             text = (
-                f"{self.label}: client closed ({code} {reason!r}) after {self._received} of {expected} "
-                "recorded client frames"
+                f"{self.label}: client closed ({code} {reason!r}) after {self._received} of "
+                f"{expected if all_known else f'at least {expected}'} recorded client frames"
             )
             self._context.journal.incomplete.add(text)
             return (Log(logging.INFO, text),)
@@ -764,14 +826,17 @@ class ConnectionPlayer:
     def _take_over_sibling(self, index: int, is_text: bool, payload: bytes | str) -> bool:
         """Switch to a sibling recording whose `index`-th client frame is this one, if both went alike so far."""
         ignore = self._context.ignore
-        for sibling in self._siblings:
-            script = cast(_Script, sibling.outcome)
-            if sibling is self._recorded or len(script.client_frames) < index:
+        for sibling in self._alike():
+            if not isinstance(sibling.outcome, _Script):
+                continue
+            script = sibling.outcome
+            recorded = script.client_frame(index)
+            if sibling is self._recorded or recorded is None:
                 continue
             holder = sibling.player
             if holder is None and sibling.uses or holder is not None and holder.finished:
                 continue
-            if match_frame(script.client_frames[index - 1], is_text, payload, ignore):
+            if match_frame(recorded, is_text, payload, ignore):
                 continue
             progress = index - 1 if holder is None else max(index - 1, holder._received)
             if not _same_prefix(self._script, script, progress, ignore):
@@ -845,7 +910,7 @@ class ConnectionPlayer:
                 f"{self.label}: live frame {self._received} answered as recorded frame {index}"
             )
         script, echoes = self._script, self._context.echoes(self._recorded)
-        previous = script.client_frames[index - 1].time
+        previous = cast(WebSocketFrame, script.client_frame(index)).time
         actions: list[Action] = []
         for k, i in cast(_CausalSchedule, self._schedule).answered(index):
             recorded_at = script.times[k][i]
@@ -859,8 +924,12 @@ class ConnectionPlayer:
     def _learn_frame(self, index: int, is_text: bool, payload: bytes | str) -> None:
         self._used.add(index)
         rules = self._context.rules
-        if rules.enabled and (index in self._context.echoes(self._recorded).minting or rules.keys or rules.paths):
-            recorded = self._script.client_frames[index - 1]
+        if not rules.enabled:
+            return
+        recorded = cast(WebSocketFrame, self._script.client_frame(index))
+        if self._recorded.echoes is None and not self._script.complete and _same_payload(recorded.payload, payload):
+            return  # nothing to learn; and finding what was echoed would index the whole conversation now
+        if index in self._context.echoes(self._recorded).minting or rules.keys or rules.paths:
             pairs = pair_messages(recorded.payload, payload, is_text, self._context.rules)
             if pairs:
                 self._learn(pairs, self._context.echoes(self._recorded).echoed)
@@ -908,6 +977,10 @@ class ConnectionPlayer:
             return step
         found = self._context.echoes(self._recorded).found
         return tuple(self._substituted(action, found.get((index, i), _NOTHING)) for i, action in enumerate(step))
+
+
+def _same_payload(recorded: bytes, live: bytes | str) -> bool:
+    return recorded == (live.encode() if isinstance(live, str) else live)
 
 
 def _same_prefix(first: _Script, second: _Script, steps: int, ignore: Ignore) -> bool:
@@ -1059,7 +1132,16 @@ class _HttpIndex:
 
 
 class ReplaySession:
-    """Answers live traffic from one cassette. Use from one event loop only (not thread-safe)."""
+    """Answers live traffic from one cassette. Use from one event loop only (not thread-safe).
+
+    The recording is indexed as far as answers need (exchanges by (method, path), upgrades
+    by path, each conversation's client frames and where its steps are): a request whose
+    recorded answer is the same whatever follows is answered without reading further, so
+    the first connection of a long cassette is served at once. :meth:`index_all` indexes
+    the rest (and raises on a corrupt record); a corrupt record met while answering ends
+    the recording there and is reported (``ReplayReport.cassette_error``). A source that is not
+    indexed as played (a small cassette file) is indexed whole when the session is made.
+    """
 
     def __init__(self, cassette: Cassette | RecordSource, options: ReplayOptions | None = None) -> None:
         self.source = open_source(cassette)
@@ -1071,63 +1153,105 @@ class ReplaySession:
         self._substitutions = Substitutions()
         self._http = _HttpIndex(self.options.http_matchers, self._ignore, self._loose)
         self._upgrades: dict[str, list[_RecordedUpgrade]] = {}
-        self._index()
-        self._tokens = _RecordedTokens(self.source, self._requests())
+        self._entries = self.source.index()
+        self._indexed = False
+        self._conversations: dict[int, _ScriptIndex] = {}
+        self._awaiting_failure: dict[int, Callable[[Fail], None]] = {}
+        """Response-less exchanges by id: where to put the next failure recorded under it."""
+        self._cassette_error: str | None = None
+        self._cassette_warning: str | None = None
+        self._tokens = _RecordedTokens(self.source, self._all_requests)
         self._context = _Context(
             self.options, self._ignore, self._journal, self._rules, self._substitutions, self._tokens
         )
+        if not self.source.index_as_played:
+            self.index_all()
 
     # indexing
 
-    def _index(self) -> None:
-        """Index exchanges by (method, path) and upgrades by path, upgrades in recording order.
+    def index_all(self) -> None:
+        """Index the whole recording now; a corrupt record raises its :class:`CassetteError`."""
+        while self._advance(errors_raise=True):
+            pass
 
-        A response-less exchange's failure message is the next failure recorded under its id.
-        Conversations keep their client frames; their server frames are read when played.
-        """
-        conversations: dict[int, tuple[int, _ScriptIndex]] = {}
-        exchanges: list[tuple[int, HttpExchange]] = []
-        messages: dict[int, str] = {}
-        awaiting_failure: dict[int, int] = {}
-        upgrades: list[tuple[int, _RecordedUpgrade]] = []
-        for position, end, record in self.source.index():
-            if type(record) is tuple:  # a server frame, undecoded
-                record_id, time_us = record
-                if record_id in conversations:
-                    conversations[record_id][1].server_record(time_us / 1_000_000)
-                continue
-            match record:
-                case WebSocketFrame(id=record_id) if record_id in conversations:
-                    if record.from_client:
-                        conversations[record_id][1].client_frame(record, end)
-                    else:
-                        conversations[record_id][1].server_record(record.time)
-                case HttpExchange():
-                    exchanges.append((position, record))
-                    if record.response is None:
-                        awaiting_failure[record.id] = position
-                case WebSocketOpen() if record.accepted:
-                    conversations[record.id] = (position, _ScriptIndex(record, end))
-                case WebSocketOpen():
-                    refusal: Refused | Fail = Refused(record.response, self.options.scaled(record.duration))
-                    upgrades.append((position, _RecordedUpgrade(record, refusal)))
-                case WebSocketClose(id=record_id) | ConnectionFailure(id=record_id) if record_id in conversations:
-                    opened_at, script = conversations.pop(record_id)
-                    script.server_record(record.time)
-                    upgrades.append((opened_at, self._recorded_connection(script)))
-                case ConnectionFailure(id=record_id) if record_id in awaiting_failure:
-                    messages[awaiting_failure.pop(record_id)] = record.message
-        for opened_at, script in conversations.values():
-            upgrades.append((opened_at, self._recorded_connection(script)))
-        for position, exchange in exchanges:
-            answer = self._exchange_answer(exchange, messages.get(position, NO_RESPONSE))
-            if exchange.request.is_websocket_upgrade:
-                refusal = answer if isinstance(answer, Fail) else Refused(answer.response, answer.delay)
-                upgrades.append((position, _RecordedUpgrade(exchange, refusal)))
-            else:
-                self._add_exchange(exchange, answer)
-        for _, upgrade in sorted(upgrades, key=lambda item: item[0]):
-            self._upgrades.setdefault(shape(upgrade.request.path), []).append(upgrade)
+    def _index_all(self) -> None:
+        while self._advance():
+            pass
+
+    def _advance(self, errors_raise: bool = False) -> bool:
+        """Index the next record that is not a server frame (and the server frames before it);
+        False once the whole recording is indexed."""
+        if self._indexed:
+            return False
+        try:
+            for position, end, record in self._entries:
+                if type(record) is tuple:  # server frames, undecoded
+                    record_id, count, time_us = record
+                    conversation = self._conversations.get(record_id)
+                    if conversation is not None:
+                        conversation.server_records(time_us / 1_000_000, count)
+                    continue
+                self._index_record(position, end, record)
+                return True
+        except CassetteError as exc:
+            if errors_raise:
+                raise
+            self._cassette_error = f"{exc}; replay ended the recording there"
+        else:
+            self._cassette_warning = self.source.indexed_warning()
+        self._indexed = True
+        for conversation in self._conversations.values():
+            conversation.finish()
+        self._conversations.clear()
+        return False
+
+    def _index_record(self, position: int, end: int, record: Record) -> None:
+        """Index one record. A response-less exchange's failure message is the next failure
+        recorded under its id. Conversations keep their client frames; their server frames
+        are read when played."""
+        conversations = self._conversations
+        match record:
+            case WebSocketFrame(id=record_id) if record_id in conversations:
+                if record.from_client:
+                    conversations[record_id].client_frame(record, end)
+                else:
+                    conversations[record_id].server_records(record.time)
+            case HttpExchange():
+                self._index_exchange(record)
+            case WebSocketOpen() if record.accepted:
+                conversation = _ScriptIndex(record, end, self.source, self.options, self._advance)
+                conversations[record.id] = conversation
+                self._add_upgrade(_RecordedUpgrade(record, conversation.script))
+            case WebSocketOpen():
+                self._add_upgrade(
+                    _RecordedUpgrade(record, Refused(record.response, self.options.scaled(record.duration)))
+                )
+            case WebSocketClose(id=record_id) | ConnectionFailure(id=record_id) if record_id in conversations:
+                conversation = conversations.pop(record_id)
+                conversation.server_records(record.time)
+                conversation.finish()
+            case ConnectionFailure(id=record_id) if record_id in self._awaiting_failure:
+                self._awaiting_failure.pop(record_id)(Fail(record.message))
+
+    def _index_exchange(self, exchange: HttpExchange) -> None:
+        answer = self._exchange_answer(exchange, NO_RESPONSE)
+        if exchange.request.is_websocket_upgrade:
+            refusal = answer if isinstance(answer, Fail) else Refused(answer.response, answer.delay)
+            upgrade = _RecordedUpgrade(exchange, refusal)
+            self._add_upgrade(upgrade)
+            if exchange.response is None:
+                self._awaiting_failure[exchange.id] = lambda failure: setattr(upgrade, "outcome", failure)
+            return
+        sequence, index = self._add_exchange(exchange, answer)
+        if exchange.response is None:
+            self._awaiting_failure[exchange.id] = lambda failure: sequence.answers.__setitem__(index, failure)
+
+    def _add_upgrade(self, upgrade: _RecordedUpgrade) -> None:
+        self._upgrades.setdefault(shape(upgrade.request.path), []).append(upgrade)
+
+    def _all_requests(self) -> list[HttpRequest]:
+        self._index_all()
+        return self._requests()
 
     def _requests(self) -> list[HttpRequest]:
         """Every recorded request: of the exchanges, then of the upgrades."""
@@ -1144,8 +1268,9 @@ class ReplaySession:
             return Fail(failure)
         return Respond(exchange.response, self.options.scaled(exchange.duration))
 
-    def _add_exchange(self, exchange: HttpExchange, answer: Respond | Fail) -> None:
-        """Add the exchange to the first sequence whose request it matches, or start one."""
+    def _add_exchange(self, exchange: HttpExchange, answer: Respond | Fail) -> tuple[_HttpSequence, int]:
+        """Add the exchange to the first sequence whose request it matches, or start one; the
+        sequence, and the exchange's index in it."""
         request, matchers = exchange.request, self.options.http_matchers
         exact = self._http.exact(request)
         candidates = self._http.candidates(request, loose=False)
@@ -1155,11 +1280,10 @@ class ReplaySession:
             if not match_request(sequence.request, request, matchers, ignore):
                 sequence.exchanges.append(exchange)
                 sequence.answers.append(answer)
-                return
-        self._http.add(_HttpSequence(request, [exchange], [answer]))
-
-    def _recorded_connection(self, script: _ScriptIndex) -> _RecordedUpgrade:
-        return _RecordedUpgrade(script.upgrade, script.script(self.source, self.options))
+                return sequence, len(sequence.answers) - 1
+        sequence = _HttpSequence(request, [exchange], [answer])
+        self._http.add(sequence)
+        return sequence, 0
 
     # answering
 
@@ -1167,8 +1291,13 @@ class ReplaySession:
         """The recorded answer for a plain HTTP request; repeated requests get successive answers."""
         matchers = self.options.http_matchers
         exact = self._http.exact(request)
+        while exact is None and self._advance():
+            exact = self._http.exact(request)
         if exact is not None and not match_request(exact.request, request, matchers, self._ignore):
+            while exact.served >= len(exact.answers) and self._advance():  # a later one may answer a repeat
+                pass
             return self._serve(exact, request)
+        self._index_all()
         for ignore, sequence in self._http.candidates(request, loose=True):
             if not match_request(sequence.request, request, matchers, ignore):
                 self._note_loose(ignore, sequence.request, request, matchers)
@@ -1185,6 +1314,9 @@ class ReplaySession:
     def _serve(self, sequence: _HttpSequence, live: HttpRequest) -> Respond | Fail:
         index = sequence.next_index()
         answer = sequence.answers[index]
+        if isinstance(answer, Fail) and not self._indexed:  # its failure may be recorded further on
+            self._index_all()
+            answer = sequence.answers[index]
         self._journal.http_served += 1
         if not isinstance(answer, Respond):
             self._journal.failures_replayed += 1
@@ -1222,23 +1354,34 @@ class ReplaySession:
 
     def open_websocket(self, request: HttpRequest) -> UpgradeAnswer:
         """The first unused recorded upgrade matching `request` (the last match repeats once all are used)."""
-        bucket = self._upgrades.get(shape(request.path), ())
+        chosen = self._first_unused_upgrade(request)
+        if chosen is not None:
+            return self._open(chosen, request, lambda: self._matching_upgrades(request, self._ignore))
+        self._index_all()
         matchers = self.options.websocket_matchers
+        bucket = self._upgrades.get(shape(request.path), [])
         for ignore in (self._ignore, self._loose) if bucket else ():
-            matching = [upgrade for upgrade in bucket if not match_request(upgrade.request, request, matchers, ignore)]
+            matching = self._matching_upgrades(request, ignore)
             if matching:
                 chosen = next((upgrade for upgrade in matching if not upgrade.uses), matching[-1])
                 self._note_loose(ignore, chosen.request, request, matchers)
-                break
-        else:
-            volatile = _first_unused_alike(bucket, request, lambda upgrade: not upgrade.uses)
-            if volatile is None:
-                candidates = (upgrade.request for bucket in self._upgrades.values() for upgrade in bucket)
-                return self._unmatched("WebSocket upgrade", request, candidates, matchers)
-            chosen, names = volatile
-            matching = [chosen]
-            self._journal.volatile_matches.add(f"{request.method} {request.target}: {', '.join(names)}")
+                return self._open(chosen, request, lambda: matching)
+        volatile = _first_unused_alike(bucket, request, lambda upgrade: not upgrade.uses)
+        if volatile is None:
+            candidates = (upgrade.request for bucket in self._upgrades.values() for upgrade in bucket)
+            return self._unmatched("WebSocket upgrade", request, candidates, matchers)
+        chosen, names = volatile
+        self._journal.volatile_matches.add(f"{request.method} {request.target}: {', '.join(names)}")
+        return self._open(chosen, request, lambda: [chosen])
+
+    def _open(
+        self, chosen: _RecordedUpgrade, request: HttpRequest, alike: Callable[[], list[_RecordedUpgrade]]
+    ) -> UpgradeAnswer:
+        """Answer `request` with the recorded upgrade `chosen`; `alike` gives the recordings its
+        player may trade it for (see :class:`ConnectionPlayer`), when first needed."""
         chosen.uses += 1
+        if isinstance(chosen.outcome, Fail) and not self._indexed:  # its failure may be recorded further on
+            self._index_all()
         outcome = chosen.outcome
         if isinstance(outcome, Fail):
             self._journal.failures_replayed += 1
@@ -1247,11 +1390,30 @@ class ReplaySession:
             self._journal.websockets_refused += 1
             return replace(outcome, response=self._correlated(chosen.request, request, outcome.response))
         self._journal.websockets_accepted += 1
-        siblings = tuple(upgrade for upgrade in matching if isinstance(upgrade.outcome, _Script))
-        player = ConnectionPlayer(chosen, siblings, self._context)
+        player = ConnectionPlayer(chosen, alike, self._context)
         player.upgraded(request)
         subprotocol = select_subprotocol(outcome.upgrade, request)
         return Accepted(player, subprotocol, outcome.upgrade.extensions, outcome.delay)
+
+    def _first_unused_upgrade(self, request: HttpRequest) -> _RecordedUpgrade | None:
+        """The first unused recorded upgrade that `request` matches strictly, indexing only as far
+        as it is (any later one comes after it); None if there is none."""
+        matchers, checked = self.options.websocket_matchers, 0
+        while True:
+            bucket = self._upgrades.get(shape(request.path), [])
+            for upgrade in itertools.islice(bucket, checked, None):
+                if not upgrade.uses and not match_request(upgrade.request, request, matchers, self._ignore):
+                    return upgrade
+            checked = len(bucket)
+            if not self._advance():
+                return None
+
+    def _matching_upgrades(self, request: HttpRequest, ignore: Ignore) -> list[_RecordedUpgrade]:
+        """Every recorded upgrade `request` matches under `ignore`, in recording order."""
+        self._index_all()
+        matchers = self.options.websocket_matchers
+        bucket = self._upgrades.get(shape(request.path), [])
+        return [upgrade for upgrade in bucket if not match_request(upgrade.request, request, matchers, ignore)]
 
     def _note_loose(
         self, ignore: Ignore, recorded: HttpRequest, live: HttpRequest, matchers: Sequence[RequestMatcher]
@@ -1270,6 +1432,7 @@ class ReplaySession:
         return Unmatched(_not_found(kind, request, found), _unmatched_message(kind, what, found))
 
     def report(self) -> ReplayReport:
+        self._index_all()
         journal = self._journal
         unused_exchanges = tuple(
             describe(exchange)
@@ -1300,6 +1463,8 @@ class ReplaySession:
             volatile_match_count=journal.volatile_matches.count,
             out_of_order=tuple(journal.out_of_order.items),
             out_of_order_count=journal.out_of_order.count,
+            cassette_error=self._cassette_error,
+            cassette_warning=self._cassette_warning,
         )
 
 

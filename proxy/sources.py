@@ -18,7 +18,20 @@ from typing import Protocol
 from wsreplay.cassette import Cassette, CassetteError, CassetteReader, ServerFrameMark, open_cassette
 from wsreplay.records import CassetteHeader, Record
 
-__all__ = ["CassetteFile", "MemorySource", "RecordSource", "ServerFrameMark", "open_source", "truncation_warning"]
+__all__ = [
+    "INDEX_AS_PLAYED_BYTES",
+    "CassetteFile",
+    "MemorySource",
+    "RecordSource",
+    "ServerFrameMark",
+    "open_source",
+    "truncation_warning",
+]
+
+INDEX_AS_PLAYED_BYTES = 64 * 2**20
+"""Cassette files larger than this are indexed as they are played, so that replay serves the
+first connection without reading them whole; smaller ones are indexed before anything is
+served, so that a corrupt record is refused at once."""
 
 
 class RecordSource(Protocol):
@@ -26,10 +39,13 @@ class RecordSource(Protocol):
 
     header: CassetteHeader
     name: str
+    index_as_played: bool
+    """Whether replay indexes the recording as far as its answers need, rather than whole at once."""
 
     def index(self) -> Iterator[tuple[int, int, Record | ServerFrameMark]]:
         """``(start, end, record)`` for every record in order: where it starts, where the next
-        begins; server frames may come as :data:`ServerFrameMark`."""
+        begins; server frames may come as :data:`ServerFrameMark` (after the connection's
+        records before them, before its records after them)."""
         ...
 
     def after(self, record_id: int, position: int) -> Iterator[Record]:
@@ -40,9 +56,15 @@ class RecordSource(Protocol):
         """Every record, in order."""
         ...
 
+    def indexed_warning(self) -> str | None:
+        """What to warn about once `index` has run to its end (an incomplete last record), if anything."""
+        ...
+
 
 class MemorySource:
     """A cassette already in memory; positions are indexes in its list of records."""
+
+    index_as_played = True
 
     def __init__(self, cassette: Cassette) -> None:
         self.header = cassette.header
@@ -67,6 +89,9 @@ class MemorySource:
     def records(self) -> Iterator[Record]:
         return iter(self._records)
 
+    def indexed_warning(self) -> str | None:
+        return None
+
 
 class CassetteFile:
     """A cassette file, read again where needed; positions are byte offsets.
@@ -79,7 +104,9 @@ class CassetteFile:
         self.path = Path(path)
         self.name = str(path)
         reader, handle = open_cassette(self.path)
-        handle.close()
+        with handle:
+            self.size = os.fstat(handle.fileno()).st_size
+        self.index_as_played = self.size > INDEX_AS_PLAYED_BYTES
         self.header = reader.header
         self.truncated_at: int | None = None
         """Where an incomplete last record begins (a recorder killed mid-write), once indexed."""
@@ -89,7 +116,8 @@ class CassetteFile:
         reader, handle = open_cassette(self.path)
         with handle:
             for entry in reader.positioned():
-                self.records_indexed += 1
+                record = entry[2]
+                self.records_indexed += record[1] if type(record) is tuple else 1
                 yield entry
         self.truncated_at = reader.truncated_at
 
@@ -105,6 +133,9 @@ class CassetteFile:
         reader, handle = open_cassette(self.path)
         with handle:
             yield from reader
+
+    def indexed_warning(self) -> str | None:
+        return None if self.truncated_at is None else truncation_warning(self)
 
 
 def open_source(cassette: Cassette | RecordSource) -> RecordSource:

@@ -269,6 +269,55 @@ def test_cases_read_the_same_in_tiny_chunks(name: str, monkeypatch: pytest.Monke
         assert outcome() == whole, chunk
 
 
+def _indexed(data: bytes, name: str) -> tuple[Any, ...]:
+    """What indexing for replay (`CassetteReader.positioned`) makes of a cassette: each entry
+    as its record or server frame mark with the bytes it spans, or the error."""
+    entries: list[tuple[bytes, Any]] = []
+    try:
+        reader = CassetteReader(io.BytesIO(data), name=name)
+        entries.extend((data[start:end], entry) for start, end, entry in reader.positioned())
+    except CassetteError as exc:
+        return ("error", type(exc), str(exc), entries)
+    return ("ok", entries, reader.truncated_at)
+
+
+@pytest.mark.parametrize("name", _cases("valid") + _cases("invalid"))
+def test_indexing_reads_every_case_as_the_reader_does(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replay's index of a cassette: the records but the server's frames, each spanning its own
+    bytes; the server frames between two of them counted per connection, with the latest
+    time; the same truncation, and the same error at the same byte, in chunks of any size."""
+    folder = "valid" if (CONFORMANCE / "valid" / f"{name}.cassette").exists() else "invalid"
+    data, expected = _case(folder, name)
+    indexed = _indexed(data, name)
+    if folder == "invalid":
+        with pytest.raises(CassetteError) as caught:
+            list(CassetteReader(io.BytesIO(data), name=name))
+        assert indexed[:3] == ("error", type(caught.value), str(caught.value))
+    else:
+        status, entries, truncated_at = indexed
+        assert truncated_at == expected["truncated_at"]
+        records = list(CassetteReader(io.BytesIO(data), name=name))
+        expected_entries: list[Any] = []
+        pending: dict[int, list[int]] = {}
+        for record, want in zip(records, expected["records"], strict=True):
+            if isinstance(record, WebSocketFrame) and not record.from_client:
+                count, latest = pending.get(record.id, [0, 0])
+                pending[record.id] = [count + 1, max(latest, want["time_us"])]
+                continue
+            expected_entries += [(record_id, count, latest) for record_id, (count, latest) in pending.items()]
+            pending = {}
+            expected_entries.append(record)
+        expected_entries += [(record_id, count, latest) for record_id, (count, latest) in pending.items()]
+        assert [entry for _, entry in entries] == expected_entries
+        version = expected["header"]["version"]
+        for span, entry in entries:
+            if not isinstance(entry, tuple):
+                assert cassette_module.decode_record(msgpack.unpackb(span, raw=False), version) == entry
+    for chunk in (1, 3, 64):
+        monkeypatch.setattr(cassette_module, "READ_CHUNK", chunk)
+        assert _indexed(data, name) == indexed, chunk
+
+
 # --- round trips, determinism --------------------------------------------------------
 
 HEADER = CassetteHeader(

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.replay_records import (
+    RECORDING_PLACES,
     accepted_open,
     client,
     http_request,
@@ -40,10 +41,10 @@ from wsreplay.replay import (
 )
 
 
-@pytest.fixture(autouse=True, params=["in memory", "from a file"])
+@pytest.fixture(autouse=True, params=RECORDING_PLACES)
 def _recordings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[None]:
-    """Every test replays its records from memory and from a cassette file."""
-    with recordings_in(tmp_path if request.param == "from a file" else None):
+    """Every test replays its records from each of `RECORDING_PLACES`."""
+    with recordings_in(request.param, tmp_path):
         yield
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from tests.support.replay_records import (
     AUTH_FAILED,
+    RECORDING_PLACES,
     accepted_open,
     client,
     conversations_for,
@@ -53,10 +54,10 @@ from wsreplay.replay import (
 )
 
 
-@pytest.fixture(autouse=True, params=["in memory", "from a file"])
+@pytest.fixture(autouse=True, params=RECORDING_PLACES)
 def _recordings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[None]:
-    """Every test replays its records from memory and from a cassette file."""
-    with recordings_in(tmp_path if request.param == "from a file" else None):
+    """Every test replays its records from each of `RECORDING_PLACES`."""
+    with recordings_in(request.param, tmp_path):
         yield
 
 
@@ -203,6 +204,7 @@ def test_distinct_requests_on_one_path_are_told_apart_without_comparing_them_all
 
     records = [HttpExchange(n, float(n), message(n), json_response(201, {"number": n})) for n in range(500)]
     replay = session(records, http_matchers=(*DEFAULT_HTTP_MATCHERS, counting))
+    replay.index_all()
     assert calls <= SCAN_AT_MOST**2
     calls = 0
     for number in (0, 250, 499, 250):

@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import aiohttp
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.support.cli import run_proxy
+from tests.support.cli import RunningWsreplay, run_proxy
 from wsreplay.cassette import CassetteError, CassetteWriter
 from wsreplay.records import CassetteHeader, HttpRequest, HttpResponse, WebSocketClose, WebSocketOpen
-from wsreplay.replay import Abort, Accepted, Log, ReplayOptions, ReplaySession
-from wsreplay.sources import CassetteFile
+from wsreplay.replay import Abort, Accepted, Action, Log, ReplayOptions, ReplaySession, Send
+from wsreplay.sources import INDEX_AS_PLAYED_BYTES, CassetteFile
 
 SESSIONS = 3
 TURNS = 4
@@ -117,6 +118,7 @@ def test_a_cassette_changed_after_indexing_fails_the_connection_with_one_message
     cassette = tmp_path / "interleaved.cassette"
     write_interleaved(cassette)
     replay = ReplaySession(CassetteFile(cassette), ReplayOptions(speed=None))
+    replay.index_all()
     cassette.unlink()
     answer = replay.open_websocket(_request(0))
     assert isinstance(answer, Accepted)
@@ -136,4 +138,102 @@ def test_a_corrupt_server_frame_is_reported_when_the_cassette_is_indexed(tmp_pat
     data[at - 2] = 0xC1  # the payload's bin header becomes a byte msgpack never uses
     cassette.write_bytes(bytes(data))
     with pytest.raises(CassetteError, match="corrupt"):
-        ReplaySession(CassetteFile(cassette), ReplayOptions(speed=None))
+        ReplaySession(CassetteFile(cassette), ReplayOptions(speed=None)).index_all()
+
+
+def _indexed_as_played(cassette: Path) -> CassetteFile:
+    """The cassette as replay reads a big one (over `INDEX_AS_PLAYED_BYTES`)."""
+    source = CassetteFile(cassette)
+    source.index_as_played = True
+    return source
+
+
+def _played(actions: Sequence[Action]) -> list[str]:
+    return [action.payload.decode() for action in actions if isinstance(action, Send)]
+
+
+def test_the_first_connection_is_answered_before_the_cassette_is_read_whole(tmp_path: Path) -> None:
+    cassette = tmp_path / "interleaved.cassette"
+    expected = write_interleaved(cassette)
+    records = SESSIONS * 2 + TURNS * (TOKENS + 1) * SESSIONS
+    source = _indexed_as_played(cassette)
+    replay = ReplaySession(source, ReplayOptions(speed=None))
+
+    answer = replay.open_websocket(_request(0))
+    assert isinstance(answer, Accepted)
+    first_turn = _played([*answer.player.start(), *answer.player.client_frame(True, question(0, 0))])
+
+    assert first_turn == expected[0][:TOKENS]
+    assert source.records_indexed < records / 2
+    played = first_turn
+    for turn in range(1, TURNS):
+        played += _played(answer.player.client_frame(True, question(0, turn)))
+    assert played == expected[0]
+    report = replay.report()
+    assert source.records_indexed == records
+    assert report.cassette_error is None and len(report.unused_connections) == SESSIONS - 1
+
+
+def test_a_corrupt_record_met_while_playing_ends_the_recording_there_and_is_reported(tmp_path: Path) -> None:
+    cassette = tmp_path / "interleaved.cassette"
+    expected = write_interleaved(cassette)
+    data = bytearray(cassette.read_bytes())
+    at = data.index(answer(1, 2, 7).encode())
+    data[at - 2] = 0xC1
+    cassette.write_bytes(bytes(data))
+    replay = ReplaySession(_indexed_as_played(cassette), ReplayOptions(speed=None))
+
+    upgrade = replay.open_websocket(_request(0))
+    assert isinstance(upgrade, Accepted)
+    assert (
+        _played([*upgrade.player.start(), *upgrade.player.client_frame(True, question(0, 0))]) == expected[0][:TOKENS]
+    )
+    report = replay.report()
+
+    with pytest.raises(CassetteError) as read_whole:
+        list(CassetteFile(cassette).records())
+    assert report.cassette_error == f"{read_whole.value}; replay ended the recording there"
+    assert not report.clean and f"cassette: {report.cassette_error}" in report.format()
+
+
+BIG_PAYLOAD = 2**20
+
+
+def write_big_cassette_with_a_corrupt_end(path: Path) -> None:
+    """One short conversation, then another streaming more than `INDEX_AS_PLAYED_BYTES`, then a
+    byte msgpack never uses."""
+    with CassetteWriter(
+        path, CassetteHeader(created=0.0, wsreplay_version="test", upstream="reverse:http://staging.example")
+    ) as writer:
+        writer.write(WebSocketOpen(1, 0.0, _request(0), _accepted()))
+        writer.write_frame(1, 0.001, True, True, question(0, 0).encode())
+        writer.write_frame(1, 0.002, False, True, answer(0, 0, 0).encode())
+        writer.write(WebSocketClose(1, 0.003, 1000, "", "client"))
+        writer.write(WebSocketOpen(2, 0.004, _request(1), _accepted()))
+        for number in range(INDEX_AS_PLAYED_BYTES // BIG_PAYLOAD + 2):
+            writer.write_frame(2, 0.005 + number / 1000, False, False, bytes(BIG_PAYLOAD))
+    with path.open("ab") as out:
+        out.write(b"\xc1")
+
+
+@pytest.mark.parametrize("direct", [False, True], ids=["through the proxy", "direct"])
+async def test_a_big_cassette_serves_its_first_connection_then_reports_its_corrupt_end(
+    tmp_path: Path, direct: bool
+) -> None:
+    cassette = tmp_path / "big.cassette"
+    write_big_cassette_with_a_corrupt_end(cassette)
+    process = RunningWsreplay(
+        "replay", str(cassette), "--speed", "max", "--listen", "127.0.0.1:0", *(["--direct"] if direct else [])
+    )
+    try:
+        port = await asyncio.to_thread(process.wait_listening)
+        async with connect(f"ws://127.0.0.1:{port}/ws?session=0", open_timeout=TIMEOUT) as socket:
+            await socket.send(question(0, 0))
+            assert await asyncio.wait_for(socket.recv(), TIMEOUT) == answer(0, 0, 0)
+    finally:
+        status = await asyncio.to_thread(process.stop)
+
+    assert status == 2, process.output
+    corrupt = [line for line in process.output.splitlines() if "cassette: " in line]
+    assert len(corrupt) == 1 and "corrupt data at byte" in corrupt[0], process.output
+    assert "Traceback" not in process.output

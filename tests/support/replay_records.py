@@ -1,7 +1,8 @@
 """Cassette records built in memory for the replay engine and replay server tests.
 
-The engine tests replay them twice: from memory, and from a cassette file written first
-(:func:`recordings_in`), as ``wsreplay replay`` reads a cassette: the same answers either way.
+The engine tests replay them from memory and from a cassette file written first, indexed
+whole or as played (:data:`RECORDING_PLACES`, :func:`recordings_in`): the same answers
+every way.
 """
 
 from __future__ import annotations
@@ -27,29 +28,38 @@ from wsreplay.sources import CassetteFile
 
 HEADER = CassetteHeader(created=1_757_292_800.0, wsreplay_version="test")
 
-_directory: Path | None = None
+RECORDING_PLACES = ("in memory", "from a file", "from a file indexed as played")
+"""Where the engine tests' records are replayed from: a cassette in memory (indexed as played),
+a cassette file indexed whole before anything is served (as ``wsreplay replay`` reads a
+small one), and a cassette file indexed as far as each answer needs (as it reads a big one)."""
+
+_place: tuple[Path, bool] | None = None
 _numbers = itertools.count(1)
 
 
 @contextmanager
-def recordings_in(directory: Path | None) -> Iterator[None]:
-    """Inside, :func:`recording` writes its records to a cassette file in `directory` (None: memory)."""
-    global _directory
-    _directory = directory
+def recordings_in(place: str, directory: Path) -> Iterator[None]:
+    """Inside, :func:`recording` gives its records from `place` (one of `RECORDING_PLACES`),
+    writing cassette files to `directory`."""
+    global _place
+    _place = None if place == RECORDING_PLACES[0] else (directory, place == RECORDING_PLACES[2])
     try:
         yield
     finally:
-        _directory = None
+        _place = None
 
 
 def recording(records: Sequence[Record]) -> Cassette | CassetteFile:
     """The records as a replay session reads them: a cassette in memory, or a cassette file."""
     cassette = Cassette(HEADER, list(records))
-    if _directory is None:
+    if _place is None:
         return cassette
-    path = _directory / f"recording-{next(_numbers)}.cassette"
+    directory, index_as_played = _place
+    path = directory / f"recording-{next(_numbers)}.cassette"
     write_cassette(path, cassette)
-    return CassetteFile(path)
+    source = CassetteFile(path)
+    source.index_as_played = index_as_played
+    return source
 
 
 AUTH_FAILED = (
