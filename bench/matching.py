@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wsreplay.cassette import Cassette, load_cassette, write_cassette
+from wsreplay.cassette import Cassette, write_cassette
 from wsreplay.records import CassetteHeader, HttpExchange, HttpRequest, HttpResponse
 from wsreplay.replay import ReplayOptions, ReplaySession
+from wsreplay.sources import CassetteFile
 
 HOST = "api.example.test"
 REQUEST_HEADERS = (("Host", HOST), ("User-Agent", "bench/1.0"), ("Accept", "application/json"))
@@ -131,7 +132,7 @@ def prepare_wsreplay(directory: Path, count: int, shape: str, lookups: int, load
     path = directory / f"http-{shape}-{count}.cassette"
     write_wsreplay_cassette(path, count, shape)
     load_seconds, load_samples, session = _timed_loads(
-        lambda: ReplaySession(load_cassette(path), ReplayOptions(speed=None)), load_repeats
+        lambda: ReplaySession(CassetteFile(path), ReplayOptions(speed=None)), load_repeats
     )
     rng = random.Random(count)
     targets = [rng.randrange(count) for _ in range(lookups)]

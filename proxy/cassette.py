@@ -330,6 +330,16 @@ ServerFrameMark: TypeAlias = tuple[int, int, int]
 and the latest one's time in microseconds."""
 
 
+FrameFields: TypeAlias = list[Any]
+"""A frame record as read and checked, not built: ``[3, id, time_us, flags, payload]``."""
+
+
+def frame_from_fields(fields: FrameFields) -> WebSocketFrame:
+    """The frame record of checked :data:`FrameFields`."""
+    _, record_id, time_us, flags, payload = fields
+    return _new_frame(record_id, time_us / 1_000_000, flags & FLAG_FROM_CLIENT != 0, flags & FLAG_TEXT != 0, payload)
+
+
 class CassetteReader:
     """Streams a cassette's records in constant memory.
 
@@ -421,6 +431,43 @@ class CassetteReader:
     def of_connection(self, record_id: int) -> Iterator[Record]:
         """The records of one connection (or exchange); the others are passed over undecoded."""
         return self._records(only_id=record_id)
+
+    def with_frame_fields(self) -> Iterator[Record | FrameFields]:
+        """The records, each frame as its checked :data:`FrameFields` rather than a built
+        :class:`WebSocketFrame` (for a command that reads every frame's fields once:
+        :func:`frame_from_fields` builds one where it is needed)."""
+        unpacker, base, version = self._unpacker, self._base, self.header.version
+        tell = unpacker.tell
+        start = base + tell()
+        while True:
+            try:
+                for value in unpacker:  # iterating is the fastest way through what is buffered
+                    if type(value) is list and len(value) == 5 and value[0] == KIND_FRAME:
+                        _, record_id, time_us, flags, payload = value
+                        if (
+                            type(record_id) is type(time_us) is type(flags) is int
+                            and type(payload) is bytes
+                            and record_id >= 0
+                            and time_us >= 0
+                            and flags >= 0
+                        ):
+                            self.records_read += 1
+                            yield value
+                            start = base + tell()
+                            continue
+                    try:
+                        record = decode_record(value, version)
+                    except _Invalid as exc:
+                        raise self._corrupt(start, exc) from None
+                    self.records_read += 1
+                    yield record
+                    start = base + tell()
+            except _UNREADABLE as exc:
+                raise self._corrupt(start, exc) from None
+            if self._eof or not self._fill(start):
+                if start < base + self._fed:
+                    self.truncated_at = start
+                return
 
     def _records(self, skip_server_frames: bool = False, only_id: int | None = None) -> Iterator[Record]:
         # The reading loop of _values, inlined: this is the hot path of every command.

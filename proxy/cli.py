@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import os
@@ -17,14 +18,14 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn
 import click
 
 import wsreplay
-from wsreplay.cassette import CassetteError, open_cassette
-from wsreplay.timeline import record_json, timeline_line
+from wsreplay.cassette import FLAG_FROM_CLIENT, FLAG_TEXT, CassetteError, frame_from_fields, open_cassette
+from wsreplay.timeline import record_json, text_frame_json, timeline_line
 from wsreplay.upstream import reverse_mode
 
 if TYPE_CHECKING:
     from wsreplay.cassette import Cassette, CassetteReader
     from wsreplay.mitm import ProxyHost, ProxySettings
-    from wsreplay.records import CassetteHeader
+    from wsreplay.records import CassetteHeader, Record
     from wsreplay.redaction import RedactionRules
     from wsreplay.replay import ReplayOptions, ReplayReport
     from wsreplay.sources import CassetteFile
@@ -268,6 +269,9 @@ def _rules(redact_header: tuple[str, ...], redact_field: tuple[str, ...]) -> Red
 @click.version_option(wsreplay.__version__, prog_name="wsreplay")
 def main() -> None:
     """Record and replay WebSocket and HTTP sessions through mitmproxy."""
+    for stream in (sys.stdout, sys.stderr):  # JSON in a cassette can hold lone surrogates: print them escaped
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
@@ -409,8 +413,8 @@ def _print_timeline(cassette: Path, as_json: bool) -> CassetteReader:
     client_sends = ClientSends()
     reader, handle = open_cassette(cassette)
     with handle:
-        for record in reader.without_server_frames():
-            client_sends.add(record)
+        for client_side_record in reader.without_server_frames():
+            client_sends.add(client_side_record)
     reader, handle = open_cassette(cassette)
     out = sys.stdout
     if not as_json:
@@ -426,10 +430,27 @@ def _print_timeline(cassette: Path, as_json: bool) -> CassetteReader:
     lines: list[str] = []
     with handle:
         try:
-            for record in reader:
-                echoed = echoes.echoed(record)
-                correlated = sorted(preview(value, None if as_json else 24) for value in echoed) if echoed else ()
-                lines.append(record_json(record, correlated) if as_json else timeline_line(record, width, correlated))
+            for item in reader.with_frame_fields():
+                record: Record | None
+                if not isinstance(item, list):
+                    record = item
+                    echoed = echoes.echoed(record)
+                elif item[3] & FLAG_FROM_CLIENT:
+                    record = frame_from_fields(item)
+                    echoed = echoes.echoed(record)
+                else:  # a server frame, the most frequent: its JSON line is made from its fields
+                    _, record_id, time_us, flags, payload = item
+                    echoed = echoes.server_frame(record_id, payload)
+                    if as_json and flags & FLAG_TEXT and not echoed:
+                        record = None
+                        lines.append(text_frame_json(record_id, time_us / 1_000_000, "server", payload))
+                    else:
+                        record = frame_from_fields(item)
+                if record is not None:
+                    correlated = sorted(preview(value, None if as_json else 24) for value in echoed) if echoed else ()
+                    lines.append(
+                        record_json(record, correlated) if as_json else timeline_line(record, width, correlated)
+                    )
                 if len(lines) == LINES_PER_WRITE:
                     lines.append("")
                     out.write("\n".join(lines))
@@ -849,7 +870,7 @@ def verify(cassette: Path, expect: str | None, key: str | None, as_json: bool) -
 
     with reading(cassette) as reader:
         try:
-            result = verify_records(reader, expect or DEFAULT_EXPECTATION, key=key)
+            result = verify_records(reader.with_frame_fields(), expect or DEFAULT_EXPECTATION, key=key)
         except ExpectationError as exc:
             raise click.BadParameter(str(exc), param_hint="--expect") from None
     if as_json:

@@ -60,12 +60,12 @@ def payload_json(payload: bytes) -> Any:
         try:
             text = payload.decode("utf-8", "surrogatepass")
             value, end = _scan_json(text, 0)
-        except (ValueError, StopIteration):
+        except (ValueError, StopIteration, RecursionError):
             return None
         return value if end == len(text) or not text[end:].strip(JSON_WHITESPACE) else None
     try:
         return json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 
@@ -264,16 +264,28 @@ def connection_frames(
             connection = found.get(record.id)
             if connection is not None:
                 yield connection, record
-        elif isinstance(record, WebSocketOpen):
-            found[record.id] = new(record)
-        elif isinstance(record, WebSocketClose):
-            if record.id in found:
-                found[record.id].close = record
-        elif isinstance(record, ConnectionFailure):
-            if record.id in found:
-                found[record.id].failures.append(record.message)
-        elif isinstance(record, HttpExchange) and exchange is not None:
-            exchange(record)
+        else:
+            follow_connections(record, found, new, exchange)
+
+
+def follow_connections(
+    record: Record,
+    found: dict[int, C],
+    new: Callable[[WebSocketOpen], C],
+    exchange: Callable[[HttpExchange], object] | None = None,
+) -> None:
+    """What :func:`connection_frames` does with a record that is not a frame: add a connection
+    to `found`, give one its close or error, or pass an HTTP exchange to `exchange`."""
+    if isinstance(record, WebSocketOpen):
+        found[record.id] = new(record)
+    elif isinstance(record, WebSocketClose):
+        if record.id in found:
+            found[record.id].close = record
+    elif isinstance(record, ConnectionFailure):
+        if record.id in found:
+            found[record.id].failures.append(record.message)
+    elif isinstance(record, HttpExchange) and exchange is not None:
+        exchange(record)
 
 
 def connections(records: Iterable[Record]) -> list[Connection]:
@@ -791,7 +803,7 @@ def body_shape(body: bytes) -> Shape:
         return "empty"
     try:
         return json_shape(json.loads(body))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return "text" if is_utf8(body) else "binary"
 
 

@@ -206,7 +206,7 @@ def _decode_prefixed_json(data: bytes) -> tuple[bytes, Any] | None:
         return None
     try:
         return prefix, json.loads(data[len(prefix) :])
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
 
 
@@ -444,10 +444,14 @@ class RecordingEchoes:
         own = self._client_sends.connections.get(record_id, set())
         return EchoFinder(self._http.sent, self._client_sends.http | own)
 
+    def server_frame(self, record_id: int, payload: bytes) -> frozenset[bytes]:
+        """:meth:`echoed` for a server frame of connection `record_id`, from its payload."""
+        finder = self._connections.get(record_id)
+        return _NOTHING if finder is None else finder.server_message(payload)
+
     def echoed(self, record: Record) -> frozenset[bytes]:
         if type(record) is WebSocketFrame and not record.from_client:  # the most frequent first
-            finder = self._connections.get(record.id)
-            return _NOTHING if finder is None else finder.server_message(record.payload)
+            return self.server_frame(record.id, record.payload)
         match record:
             case WebSocketFrame(id=record_id) if record_id in self._connections:
                 finder = self._connections[record_id]

@@ -87,6 +87,8 @@ def _import_har(path: str | os.PathLike[str]) -> Cassette:
         raise CassetteImportError(f"{path} looks like JSON but is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise CassetteImportError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except RecursionError:
+        raise CassetteImportError(f"{path} nests JSON too deeply to be a HAR file") from None
     try:
         return har_to_cassette(har)
     except HarError as exc:

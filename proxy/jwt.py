@@ -62,7 +62,7 @@ def encode_hs256(claims: dict[str, Any], secret: str | bytes) -> str:
 def _decode_json_segment(segment: str, what: str) -> dict[str, Any]:
     try:
         value = json.loads(_b64url_decode(segment))
-    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ValueError(f"not a JWT: {what} is not base64url-encoded JSON") from exc
     if not isinstance(value, dict):
         raise ValueError(f"not a JWT: {what} is not a JSON object")

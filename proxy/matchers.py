@@ -340,7 +340,7 @@ def summarize(differences: Sequence[Difference]) -> str:
 def _decode_json(payload: bytes | str) -> tuple[bool, Any]:
     try:
         return True, json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return False, None
 
 

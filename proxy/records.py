@@ -147,7 +147,7 @@ class WebSocketFrame:
             return None
         try:
             return json.loads(self.payload)
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
 
 

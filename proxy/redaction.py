@@ -354,7 +354,7 @@ def _parse_json(text: str, decoder: json.JSONDecoder = _JSON) -> Any:
         return None
     try:
         return decoder.decode(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 

@@ -17,6 +17,7 @@ import json
 import logging
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, ClassVar, Final, Literal, TypeAlias, TypeVar, cast
 
 from wsreplay.cassette import Cassette, CassetteError
@@ -435,6 +436,11 @@ class _Script:
             kept = self._kept[k] = self._read_step(start)
         return kept
 
+    def indexed(self) -> None:
+        """The conversation is indexed to its end: the recording need not be indexed further for it."""
+        self.complete = True
+        self._more = _indexed_already
+
     def _index_to_end(self) -> None:
         while not self.complete and self._more():
             pass
@@ -470,6 +476,10 @@ class _Script:
                 left -= 1
                 if not left or not isinstance(record, WebSocketFrame):
                     return
+
+
+def _indexed_already() -> bool:
+    return False
 
 
 class _StepView(Sequence[Any]):
@@ -538,7 +548,7 @@ class _ScriptIndex:
     def finish(self) -> None:
         """The conversation's last record is indexed (or the recording's)."""
         self._end_step()
-        self.script.complete = True
+        self.script.indexed()
 
     def _end_step(self) -> None:
         self._starts.append(_StepStart(self._position, self._floor, self._records))
@@ -670,9 +680,13 @@ class _RecordedTokens:
     def __init__(self, source: RecordSource, requests: Callable[[], Sequence[HttpRequest]]) -> None:
         self._source = source
         self._requests = requests
-        """Every recorded request (the recording indexed whole)."""
+        """Every recorded request (indexing the recording whole)."""
         self._http_requests: frozenset[bytes] | None = None
         self._sent_back: frozenset[bytes] | None = None
+
+    def indexed(self, requests: Sequence[HttpRequest]) -> None:
+        """The recording is indexed: these are its requests (and the session need not be asked)."""
+        self._requests = partial(list, requests)
 
     def http_requests(self) -> frozenset[bytes]:
         if self._http_requests is None:
@@ -1185,7 +1199,7 @@ class ReplaySession:
             return False
         try:
             for position, end, record in self._entries:
-                if type(record) is tuple:  # server frames, undecoded
+                if isinstance(record, tuple):  # server frames, undecoded
                     record_id, count, time_us = record
                     conversation = self._conversations.get(record_id)
                     if conversation is not None:
@@ -1198,11 +1212,13 @@ class ReplaySession:
                 raise
             self._cassette_error = f"{exc}; replay ended the recording there"
         else:
-            self._cassette_warning = self.source.indexed_warning()
+            if self.source.index_as_played:  # else the driver warned before serving
+                self._cassette_warning = self.source.indexed_warning()
         self._indexed = True
         for conversation in self._conversations.values():
             conversation.finish()
         self._conversations.clear()
+        self._tokens.indexed(self._requests())
         return False
 
     def _index_record(self, position: int, end: int, record: Record) -> None:
@@ -1356,6 +1372,8 @@ class ReplaySession:
         """The first unused recorded upgrade matching `request` (the last match repeats once all are used)."""
         chosen = self._first_unused_upgrade(request)
         if chosen is not None:
+            if self._indexed:
+                return self._open(chosen, request, partial(list, self._matching_upgrades(request, self._ignore)))
             return self._open(chosen, request, lambda: self._matching_upgrades(request, self._ignore))
         self._index_all()
         matchers = self.options.websocket_matchers
@@ -1365,7 +1383,7 @@ class ReplaySession:
             if matching:
                 chosen = next((upgrade for upgrade in matching if not upgrade.uses), matching[-1])
                 self._note_loose(ignore, chosen.request, request, matchers)
-                return self._open(chosen, request, lambda: matching)
+                return self._open(chosen, request, partial(list, matching))
         volatile = _first_unused_alike(bucket, request, lambda upgrade: not upgrade.uses)
         if volatile is None:
             candidates = (upgrade.request for bucket in self._upgrades.values() for upgrade in bucket)

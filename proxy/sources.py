@@ -64,7 +64,8 @@ class RecordSource(Protocol):
 class MemorySource:
     """A cassette already in memory; positions are indexes in its list of records."""
 
-    index_as_played = True
+    index_as_played = False
+    """Its records are in memory already: indexing them is quick, and reports nothing."""
 
     def __init__(self, cassette: Cassette) -> None:
         self.header = cassette.header

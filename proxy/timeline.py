@@ -30,7 +30,7 @@ def compact_text(payload: bytes) -> str:
     text = payload.decode("utf-8", errors="replace")
     try:
         return json.dumps(json.loads(text), separators=(",", ":"), ensure_ascii=False)
-    except ValueError:
+    except (ValueError, RecursionError):
         return " ".join(text.split())
 
 
@@ -114,16 +114,19 @@ def record_json(record: Record, correlated: Sequence[str] = ()) -> str:
     cassette keeps whole microseconds.
     """
     if type(record) is WebSocketFrame and record.is_text and not correlated:
-        text = encode_json_string(record.payload.decode("utf-8", "replace"))
-        side = "client" if record.from_client else "server"
-        return (
-            f'{{"time": {record.time!r}, "id": {record.id}, "kind": "frame", "from": "{side}", '
-            f'"opcode": "text", "text": {text}}}'
-        )
+        return text_frame_json(record.id, record.time, "client" if record.from_client else "server", record.payload)
     fields = record_as_dict(record)
     if correlated:
         fields["correlated"] = list(correlated)
     return json.dumps(fields, ensure_ascii=False)
+
+
+def text_frame_json(record_id: int, time: float, side: str, payload: bytes) -> str:
+    """:func:`record_json` of a text frame without correlated values, from its fields."""
+    return (
+        f'{{"time": {time!r}, "id": {record_id}, "kind": "frame", "from": "{side}", '
+        f'"opcode": "text", "text": {encode_json_string(payload.decode("utf-8", "replace"))}}}'
+    )
 
 
 def record_as_dict(record: Record) -> dict[str, Any]:

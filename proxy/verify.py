@@ -17,16 +17,18 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from wsreplay.cassette import FLAG_FROM_CLIENT, FLAG_TEXT, FrameFields
 from wsreplay.compare import (
     HEARTBEAT_EVENTS,
     ConnectionSummary,
     EventRuns,
-    connection_frames,
     describe_close,
-    frame_event,
+    event_name,
+    follow_connections,
     named,
+    payload_json,
 )
-from wsreplay.records import Record
+from wsreplay.records import Record, WebSocketFrame
 
 CHAT_TYPES = frozenset({"message", "user_message", "start_agent"})
 DEFAULT_EXPECTATION = "agent_started,agent_thinking+,tool_executing,tool_completed,agent_completed"
@@ -267,18 +269,34 @@ class ConnectionTurns(ConnectionSummary):
             self.turns[-1] = (request, finished.setdefault(events.key(), events))
 
 
-def connection_turns(records: Iterable[Record], key: str | None = None) -> list[ConnectionTurns]:
-    """The WebSocket connections of `records` with their chat turns, in order of their upgrade."""
+def connection_turns(records: Iterable[Record | FrameFields], key: str | None = None) -> list[ConnectionTurns]:
+    """The WebSocket connections of `records` with their chat turns, in order of their upgrade.
+
+    Frames may come as their :data:`~wsreplay.cassette.FrameFields`
+    (:meth:`~wsreplay.cassette.CassetteReader.with_frame_fields`): a cassette's frames are
+    then read without building a record for each.
+    """
     found: dict[int, ConnectionTurns] = {}
     finished: dict[Any, EventRuns] = {}
-    for connection, frame in connection_frames(records, found, ConnectionTurns):
-        if frame.from_client:
-            kind = frame_event(frame)
+    for item in records:
+        if isinstance(item, list):
+            _, record_id, _, flags, payload = item
+            from_client, is_text = flags & FLAG_FROM_CLIENT, flags & FLAG_TEXT
+        elif isinstance(item, WebSocketFrame):
+            record_id, from_client, is_text, payload = item.id, item.from_client, item.is_text, item.payload
+        else:
+            follow_connections(item, found, ConnectionTurns)
+            continue
+        connection = found.get(record_id)
+        if connection is None or not is_text:
+            continue
+        if from_client:
+            kind = event_name(payload_json(payload))
             if kind in CHAT_TYPES:
                 connection.finish_turn(finished)
                 connection.turns.append((sys.intern(kind), EventRuns()))
         elif connection.turns:
-            name = frame_event(frame, key)
+            name = event_name(payload_json(payload), key)
             if name is not None:
                 connection.turns[-1][1].add(name)
     for connection in found.values():
@@ -287,7 +305,9 @@ def connection_turns(records: Iterable[Record], key: str | None = None) -> list[
 
 
 def verify_records(
-    records: Iterable[Record], expectation: str | Sequence[Step] = DEFAULT_EXPECTATION, key: str | None = None
+    records: Iterable[Record | FrameFields],
+    expectation: str | Sequence[Step] = DEFAULT_EXPECTATION,
+    key: str | None = None,
 ) -> Verification:
     """Check every chat turn of every WebSocket connection against the expectation (one pass over `records`)."""
     steps = parse_expectation(expectation) if isinstance(expectation, str) else tuple(expectation)

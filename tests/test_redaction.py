@@ -620,3 +620,20 @@ async def test_recording_the_staging_session_leaves_no_secret_in_the_file(tmp_pa
         "upgrade request header Sec-WebSocket-Protocol",
         "header metadata json $.ci_token",
     } <= leaks
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"[" * 100_000 + b'"token"' + b"]" * 100_000,
+        b'{"password":' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        b'{"jwt":"eyJ' + b"[" * 100_000 + b'"}',
+    ],
+    ids=["array", "secret-named member", "jwt-looking"],
+)
+def test_json_nested_too_deep_to_parse_is_recorded_as_it_came(payload: bytes) -> None:
+    """A frame whose JSON nests deeper than Python parses (a hostile or broken peer) is not
+    parsed: the recorder keeps it whole rather than fail its hook and lose the frame."""
+    frame = WebSocketFrame(1, 0.5, False, True, payload)
+    assert Redactor()(frame) == frame
+    assert scan_cassette(Cassette(CassetteHeader(created=0.0, wsreplay_version="test"), [frame])) == []

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import gc
 import json
 import logging
 import time
 import uuid
+import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -556,3 +558,21 @@ def test_options_validation_and_speed_parsing() -> None:
         ReplayOptions(speed=0)
     with pytest.raises(ValueError):
         ReplayOptions(on_mismatch="ignore")  # type: ignore[arg-type]
+
+
+def test_a_dropped_session_is_freed_at_once() -> None:
+    """Once its recording is indexed, nothing a session hands out (players, scripts, its tokens) holds
+    it in a reference cycle: a pytest plugin or a benchmark making many sessions does not wait for
+    the garbage collector."""
+    replay = session([accepted_open(1), client(1, 0.1, "hello"), server(1, 0.2, "world"), client(1, 0.3, "again")])
+    replay.index_all()
+    player = player_for(replay)
+    played = player.client_frame(True, json.dumps("hello"))
+    assert [action.payload for action in played if isinstance(action, Send)] == [b'"world"']
+    freed = weakref.ref(replay)
+    gc.disable()
+    try:
+        del replay
+        assert freed() is None
+    finally:
+        gc.enable()

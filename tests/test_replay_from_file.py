@@ -237,3 +237,21 @@ async def test_a_big_cassette_serves_its_first_connection_then_reports_its_corru
     corrupt = [line for line in process.output.splitlines() if "cassette: " in line]
     assert len(corrupt) == 1 and "corrupt data at byte" in corrupt[0], process.output
     assert "Traceback" not in process.output
+
+
+def test_an_incomplete_last_record_found_while_playing_is_in_the_report(tmp_path: Path) -> None:
+    cassette = tmp_path / "interleaved.cassette"
+    expected = write_interleaved(cassette)
+    cassette.write_bytes(cassette.read_bytes()[:-3])  # a recorder killed mid-write
+    replay = ReplaySession(_indexed_as_played(cassette), ReplayOptions(speed=None))
+
+    upgrade = replay.open_websocket(_request(0))
+    assert isinstance(upgrade, Accepted)
+    assert (
+        _played([*upgrade.player.start(), *upgrade.player.client_frame(True, question(0, 0))]) == expected[0][:TOKENS]
+    )
+    report = replay.report()
+
+    assert report.cassette_error is None
+    assert report.cassette_warning is not None and "ends with an incomplete record" in report.cassette_warning
+    assert f"cassette: {report.cassette_warning}" in report.format()

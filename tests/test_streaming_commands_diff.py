@@ -18,6 +18,7 @@ from tests.support.cli import run_wsreplay
 from wsreplay.cassette import CassetteWriter
 from wsreplay.compare import MERGE_BATCH, DiffOptions, diff_records, event_name, frame_label, payload_json
 from wsreplay.records import CassetteHeader, Record, WebSocketClose, WebSocketFrame
+from wsreplay.timeline import record_json
 from wsreplay.verify import verify_records
 
 HEADER = CassetteHeader(created=1_757_266_800.0, wsreplay_version="test")
@@ -106,6 +107,57 @@ def test_verify_reads_once_and_reports_as_before(tmp_path: Path) -> None:
     assert (text.returncode, text.stdout, text.stderr) == (1, result.text() + "\n", "")
     as_json = run_wsreplay("verify", "--json", str(cassette))
     assert (as_json.returncode, as_json.stdout) == (1, json.dumps(result.as_dict(), indent=2) + "\n")
+
+
+UNUSUAL_SERVER_PAYLOADS = (
+    b'{"type":"agent_started"}',
+    b'{"type": "agent_thinking", "data": {"event": "inner"}}',
+    b'{"type":"agent_\\u0074hinking"}',
+    b'{"\\u0074ype":"agent_thinking"}',
+    b'{"type":"quote\\"d","n":1}',
+    b'{"type":"ignored","event":"agent_thinking"}',
+    b'{"type":"agent_thinking","event":7}',
+    b'{"type":"system_message","data":{"event":"tool_executing"}}',
+    b'{"type":"system_message","payload":{"event":3}}',
+    b'{"payload":{"type":"nested","event":"inner"},"type":"tool_completed"}',
+    b'{"type":"first","type":"agent_thinking"}',
+    b'{"type":"agent_thinking"} \r\n',
+    b'{"type":"agent_thinking"} trailing',
+    b'{"type":"agent_thinking"',
+    b'{"type":"\xff\xfe"}',
+    b'{"type":"\\ud800"}',
+    b'\xef\xbb\xbf{"type":"agent_thinking"}',
+    b'["agent_thinking"]',
+    b"",
+    b'{"type":"\xc3\xa9v\xc3\xa9nement \\u2028 \\u0000"}',
+    b"[" * 100_000 + b"]" * 100_000,
+    b'{"type":' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+    b'{"type":"agent_completed"}',
+)
+
+
+def test_verify_and_show_of_a_file_read_frames_of_unusual_json_as_their_records_give(tmp_path: Path) -> None:
+    records: list[Record] = [upgrade(2, 0.0), text_frame(2, 0.05, True, {"type": "ping"})]
+    for turn, client in enumerate((b'{"type":"message"}', b'{"typ\\u0065":"start_agent"}')):
+        records.append(WebSocketFrame(2, round(turn + 0.1, 6), True, True, client))
+        for index, payload in enumerate(UNUSUAL_SERVER_PAYLOADS):
+            time = round(turn + 0.2 + index * 0.000_013, 6)
+            records.append(WebSocketFrame(2, time, False, True, payload))
+            records.append(WebSocketFrame(2, time, False, False, payload))
+    records += [
+        WebSocketFrame(9, 3.0, False, True, b'{"type":"agent_thinking"}'),
+        WebSocketClose(2, 3.5, 1000, "", None),
+    ]
+    cassette = write(tmp_path / "unusual.cassette", records)
+    verdicts = run_wsreplay("verify", "--json", str(cassette))
+    assert (verdicts.returncode, verdicts.stdout) == (1, json.dumps(verify_records(records).as_dict(), indent=2) + "\n")
+    shown = run_wsreplay("show", "--json", str(cassette))
+    assert (shown.returncode, shown.stdout) == (0, "".join(record_json(record) + "\n" for record in records))
+    for command in (["verify"], ["show"], ["scan"], ["diff", str(cassette)], ["export"]):
+        done = run_wsreplay(*command, str(cassette))
+        assert done.returncode in (0, 1) and "Traceback" not in done.stderr, (command, done.stderr)
+    redacted = run_wsreplay("redact", str(cassette), "-o", str(tmp_path / "redacted.cassette"))
+    assert redacted.returncode == 0 and "Traceback" not in redacted.stderr, redacted.stderr
 
 
 def test_verify_of_a_turn_of_repeated_events_checks_the_order() -> None:

@@ -29,9 +29,9 @@ from wsreplay.sources import CassetteFile
 HEADER = CassetteHeader(created=1_757_292_800.0, wsreplay_version="test")
 
 RECORDING_PLACES = ("in memory", "from a file", "from a file indexed as played")
-"""Where the engine tests' records are replayed from: a cassette in memory (indexed as played),
-a cassette file indexed whole before anything is served (as ``wsreplay replay`` reads a
-small one), and a cassette file indexed as far as each answer needs (as it reads a big one)."""
+"""Where the engine tests' records are replayed from: a cassette in memory, a cassette file
+indexed whole before anything is served (as ``wsreplay replay`` reads a small one), and a
+cassette file indexed as far as each answer needs (as it reads a big one)."""
 
 _place: tuple[Path, bool] | None = None
 _numbers = itertools.count(1)
