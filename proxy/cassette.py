@@ -395,6 +395,15 @@ class CassetteReader:
             ) from None
         return True
 
+    def _more(self, start: int) -> bool:
+        """Give the unpacker more of the file, once it has used all it had; False at the end of
+        the file, noting an incomplete last record if the bytes from `start` on are one."""
+        if self._eof or not self._fill(start):
+            if start < self._base + self._fed:
+                self.truncated_at = start
+            return False
+        return True
+
     def _next_object(self, offset: int) -> Any:
         """The next msgpack object, which starts at file offset `offset`, reading more of the
         file as needed; None at the end.
@@ -464,38 +473,44 @@ class CassetteReader:
                     start = base + tell()
             except _UNREADABLE as exc:
                 raise self._corrupt(start, exc) from None
-            if self._eof or not self._fill(start):
-                if start < base + self._fed:
-                    self.truncated_at = start
+            if not self._more(start):
                 return
 
     def _records(self, skip_server_frames: bool = False, only_id: int | None = None) -> Iterator[Record]:
-        # The reading loop of _values, inlined: this is the hot path of every command.
+        """The hot path of every command: the records (`skip_server_frames`: but the server's
+        frames; `only_id`: of that connection only), others passed over undecoded."""
         unpacker, base, version = self._unpacker, self._base, self.header.version
+        tell = unpacker.tell
         filtering = skip_server_frames or only_id is not None
+        start = base + tell()
         while True:
-            start = base + unpacker.tell()
             try:
-                value = unpacker.unpack()
-            except msgpack.OutOfData:
-                value = self._next_object(start)
-                if value is None:
-                    return
+                for value in unpacker:  # iterating is the fastest way through what is buffered
+                    if filtering:
+                        if type(value) is list and len(value) == 5 and value[0] == KIND_FRAME:
+                            if (
+                                skip_server_frames
+                                and type(value[3]) is int
+                                and not value[3] & FLAG_FROM_CLIENT
+                                or only_id is not None
+                                and value[1] != only_id
+                            ):
+                                start = base + tell()
+                                continue
+                        elif only_id is not None and type(value) is list and len(value) > 1 and value[1] != only_id:
+                            start = base + tell()
+                            continue
+                    try:
+                        record = decode_record(value, version)
+                    except _Invalid as exc:
+                        raise self._corrupt(start, exc) from None
+                    self.records_read += 1
+                    yield record
+                    start = base + tell()
             except _UNREADABLE as exc:
                 raise self._corrupt(start, exc) from None
-            if filtering and type(value) is list and len(value) == 5 and value[0] == KIND_FRAME:
-                if skip_server_frames and type(value[3]) is int and not value[3] & FLAG_FROM_CLIENT:
-                    continue
-                if only_id is not None and value[1] != only_id:
-                    continue
-            elif only_id is not None and type(value) is list and len(value) > 1 and value[1] != only_id:
-                continue
-            try:
-                record = decode_record(value, version)
-            except _Invalid as exc:
-                raise self._corrupt(start, exc) from None
-            self.records_read += 1
-            yield record
+            if not self._more(start):
+                return
 
     def positioned(self) -> Iterator[tuple[int, int, Record | ServerFrameMark]]:
         """``(start, end, record)`` for each record, with the file offsets where it starts and
@@ -546,9 +561,7 @@ class CassetteReader:
                     start = end
             except _UNREADABLE as exc:
                 raise self._corrupt(start, exc) from None
-            if self._eof or not self._fill(start):
-                if start < base + self._fed:
-                    self.truncated_at = start
+            if not self._more(start):
                 break
         yield from _server_runs(runs)
 

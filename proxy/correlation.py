@@ -416,6 +416,8 @@ class ClientSends:
 
     http: set[bytes] = field(default_factory=set)
     connections: dict[int, set[bytes]] = field(default_factory=dict)
+    binaries: set[int] = field(default_factory=set)
+    """The connections whose client sent a binary message long enough to be echoed whole."""
 
     def add(self, record: Record) -> None:
         match record:
@@ -425,6 +427,12 @@ class ClientSends:
                 self.connections.setdefault(record_id, set()).update(request_tokens(request))
             case WebSocketFrame(from_client=True, id=record_id, payload=payload):
                 self.connections.setdefault(record_id, set()).update(tokens(payload))
+                if not record.is_text and len(payload) >= MIN_ECHOED_BINARY:
+                    self.binaries.add(record_id)
+
+    def echo_possible(self, record_id: int) -> bool:
+        """Whether connection `record_id`'s server could echo anything its client side sent."""
+        return bool(self.http or self.connections.get(record_id) or record_id in self.binaries)
 
 
 class RecordingEchoes:
@@ -438,9 +446,12 @@ class RecordingEchoes:
         self._http = EchoFinder(client_sends=None if client_sends is None else client_sends.http)
         self._connections: dict[int, EchoFinder] = {}
 
-    def _finder(self, record_id: int) -> EchoFinder:
+    def _finder(self, record_id: int) -> EchoFinder | None:
+        """A finder for connection `record_id`; None when its server can echo nothing."""
         if self._client_sends is None:
             return EchoFinder(self._http.sent)
+        if not self._http.sent and not self._client_sends.echo_possible(record_id):
+            return None
         own = self._client_sends.connections.get(record_id, set())
         return EchoFinder(self._http.sent, self._client_sends.http | own)
 
@@ -463,6 +474,8 @@ class RecordingEchoes:
                 return self._http.server_message(response_data(response)) if response else _NOTHING
             case WebSocketOpen(request=request, response=response):
                 finder = self._finder(record.id)
+                if finder is None:
+                    return _NOTHING
                 finder.client_request(request)
                 if not record.accepted:
                     return finder.server_message(response_data(response))
