@@ -445,40 +445,14 @@ class CassetteReader:
         """The records, each frame as its checked :data:`FrameFields` rather than a built
         :class:`WebSocketFrame` (for a command that reads every frame's fields once:
         :func:`frame_from_fields` builds one where it is needed)."""
-        unpacker, base, version = self._unpacker, self._base, self.header.version
-        tell = unpacker.tell
-        start = base + tell()
-        while True:
-            try:
-                for value in unpacker:  # iterating is the fastest way through what is buffered
-                    if type(value) is list and len(value) == 5 and value[0] == KIND_FRAME:
-                        _, record_id, time_us, flags, payload = value
-                        if (
-                            type(record_id) is type(time_us) is type(flags) is int
-                            and type(payload) is bytes
-                            and record_id >= 0
-                            and time_us >= 0
-                            and flags >= 0
-                        ):
-                            self.records_read += 1
-                            yield value
-                            start = base + tell()
-                            continue
-                    try:
-                        record = decode_record(value, version)
-                    except _Invalid as exc:
-                        raise self._corrupt(start, exc) from None
-                    self.records_read += 1
-                    yield record
-                    start = base + tell()
-            except _UNREADABLE as exc:
-                raise self._corrupt(start, exc) from None
-            if not self._more(start):
-                return
+        return self._records(frame_fields=True)
 
-    def _records(self, skip_server_frames: bool = False, only_id: int | None = None) -> Iterator[Record]:
+    def _records(
+        self, skip_server_frames: bool = False, only_id: int | None = None, frame_fields: bool = False
+    ) -> Iterator[Any]:
         """The hot path of every command: the records (`skip_server_frames`: but the server's
-        frames; `only_id`: of that connection only), others passed over undecoded."""
+        frames; `only_id`: of that connection only; `frame_fields`: frames as their fields),
+        others passed over undecoded."""
         unpacker, base, version = self._unpacker, self._base, self.header.version
         tell = unpacker.tell
         filtering = skip_server_frames or only_id is not None
@@ -498,6 +472,19 @@ class CassetteReader:
                                 start = base + tell()
                                 continue
                         elif only_id is not None and type(value) is list and len(value) > 1 and value[1] != only_id:
+                            start = base + tell()
+                            continue
+                    elif frame_fields and type(value) is list and len(value) == 5 and value[0] == KIND_FRAME:
+                        _, record_id, time_us, flags, payload = value
+                        if (
+                            type(record_id) is type(time_us) is type(flags) is int
+                            and type(payload) is bytes
+                            and record_id >= 0
+                            and time_us >= 0
+                            and flags >= 0
+                        ):
+                            self.records_read += 1
+                            yield value
                             start = base + tell()
                             continue
                     try:
