@@ -13,7 +13,8 @@ aiohttp parses the HTTP requests and writes the 101 (negotiated by websockets' h
 from then on the WebSocket is wsproto's Sans-I/O connection over the raw connection
 (:class:`_WebSocket`), the implementation mitmproxy speaks to clients, which feeds the
 client's messages to the player as they arrive, while one task per connection performs
-the player's actions in order (wait, then send).
+the player's actions in order (wait, then send). Only the unmasking of the client's frames is
+not wsproto's own: websockets' C `apply_mask` does it, for this server's connections alone.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from websockets.typing import Subprotocol
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Event, Message, Ping, TextMessage
 from wsproto.extensions import Extension, PerMessageDeflate
-from wsproto.frame_protocol import CloseReason, FrameProtocol
+from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol, XorMaskerSimple
 from wsproto.utilities import split_comma_header
 
 from wsreplay.cassette import MAX_RECORD_BYTES
@@ -56,6 +57,11 @@ from wsreplay.replay import (
     Send,
     Unmatched,
 )
+
+try:
+    from websockets.speedups import apply_mask
+except ImportError:  # websockets built without its C extension
+    from websockets.utils import apply_mask
 
 __all__ = ["CONNECTION_HEADER", "ReplayServer"]
 
@@ -80,6 +86,9 @@ NO_STATUS: Final = 1005
 NORMAL: Final = 1000
 _NOT_FORWARDED: Final = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "upgrade"})
 _ADDED_BY_AIOHTTP: Final = ("Date", "Server", "Content-Type")
+_JOINED_FRAME_BYTES: Final = 64 * 1024
+"""A frame up to this size goes out as one write (one TCP segment for a small message); a
+bigger one as its header, then its payload uncopied."""
 _CONTROL_FRAMES: Final = FrameProtocol(client=False, extensions=[])
 """Frames the server's pongs: wsproto sends nothing once it has sent its own close, but a ping
 is answered until the client's close arrives (RFC 6455 5.5.2)."""
@@ -93,6 +102,8 @@ class _Connection:
     socket: _WebSocket = field(init=False)
     outbox: asyncio.Queue[tuple[Sequence[Action], float]] = field(default_factory=asyncio.Queue)
     performer: asyncio.Task[None] | None = None
+    performer_idle: bool = False
+    """The performer waits for actions; zero-delay sends may then be written at once (see `_dispatch`)."""
     ending: bool = False
     """Set once the server closes or drops the connection itself."""
 
@@ -264,8 +275,9 @@ class _WebSocket(asyncio.Protocol):
         self._transport = transport
         self._http = http
         self._connection = Connection(ConnectionType.SERVER, extensions)
+        _unmask_in_c(self._connection)
         self._plain_frames = not extensions
-        """Without extensions a message's frame is its header and the payload as it is, written uncopied."""
+        """Without extensions a message's frame is its header and the payload as it is (a big one written uncopied)."""
         self._name = name
         self._on_message = on_message
         self._on_end = on_end
@@ -287,20 +299,35 @@ class _WebSocket(asyncio.Protocol):
     def open(self) -> bool:
         return self._connection.state is ConnectionState.OPEN and not self._transport.is_closing()
 
+    @property
+    def writable(self) -> bool:
+        """Open, and the client reads fast enough for more to be written now."""
+        return self._writable is None and self.open
+
     async def send(self, is_text: bool, payload: bytes) -> None:
-        """Send one message (nothing once closing), then wait while the client reads too slowly."""
+        """Send one message (nothing once closing) once the client reads again, then wait while it reads too slowly."""
+        if self._writable is not None:
+            await self._writable
         if not self.open:
             return
-        if is_text and not is_utf8(payload):
+        self.write_message(is_text, payload)
+        if self._writable is not None:
+            await self._writable
+
+    def write_message(self, is_text: bool, payload: bytes) -> None:
+        """Write one message now."""
+        if is_text and not payload.isascii() and not is_utf8(payload):
             payload = payload.decode(errors="replace").encode()  # as mitmproxy relays it
         if self._plain_frames:
-            self._transport.write(_frame_header(is_text, len(payload)))
-            self._transport.write(payload)
+            header = _frame_header(is_text, len(payload))
+            if len(payload) <= _JOINED_FRAME_BYTES:
+                self._transport.write(header + payload)
+            else:
+                self._transport.write(header)
+                self._transport.write(payload)
         else:
             message = TextMessage(payload.decode()) if is_text else BytesMessage(payload)
             self._transport.write(self._connection.send(message))
-        if self._writable is not None:
-            await self._writable
 
     def close(self, code: int, reason: str, timeout: float = CLOSE_TIMEOUT) -> None:
         """Send a close frame; the client has `timeout` seconds to answer it and end the connection."""
@@ -424,6 +451,40 @@ class _WebSocket(asyncio.Protocol):
             self._on_end(int(code), reason)
 
 
+class _Unmasker:
+    """Unmasks a client frame's payload, chunk by chunk, with websockets' C `apply_mask`
+    (what wsproto's pure-Python XorMaskerSimple does, some ten times faster)."""
+
+    def __init__(self, masking_key: bytes) -> None:
+        self._masking_key = bytes(masking_key)
+
+    def process(self, data: bytes) -> bytes:
+        if not data:
+            return data
+        unmasked = apply_mask(data, self._masking_key)
+        rotation = len(data) % 4
+        if rotation:
+            self._masking_key = self._masking_key[rotation:] + self._masking_key[:rotation]
+        return unmasked
+
+
+class _UnmaskingFrameDecoder(FrameDecoder):
+    """wsproto's frame decoder, its checks untouched, with :class:`_Unmasker` for masked frames."""
+
+    def parse_header(self) -> bool:
+        if not super().parse_header():
+            return False
+        if type(self.masker) is XorMaskerSimple:
+            self.masker = _Unmasker(self.masker._masking_key)  # type: ignore[assignment]
+        return True
+
+
+def _unmask_in_c(connection: Connection) -> None:
+    """Give this connection (only: mitmproxy's, in the same process, keep wsproto's) the C unmasker."""
+    protocol = connection._proto
+    protocol._frame_decoder = _UnmaskingFrameDecoder(client=False, extensions=protocol._frame_decoder.extensions)
+
+
 def _frame_header(is_text: bool, size: int) -> bytes:
     """The header of a server's whole, unmasked text or binary frame of `size` bytes (RFC 6455 5.2)."""
     first = 0x81 if is_text else 0x82
@@ -452,13 +513,28 @@ def _handshake_request(request: web.BaseRequest) -> Request:
 
 
 def _dispatch(connection: _Connection, actions: Sequence[Action], received: float) -> None:
-    """Log now; queue the rest for the connection's performer (stamped with when they were triggered)."""
+    """Log now; write the leading zero-delay sends now if the performer is idle and the client reads
+    (what the performer would do, a turn of the event loop later); queue the rest for the
+    performer (stamped with when they were triggered)."""
     if not actions:
         return
     for action in actions:
         if type(action) is Log:
             log.log(action.level, action.text)
-    connection.outbox.put_nowait((actions, received))
+    if connection.performer_idle and connection.outbox.empty():
+        actions = _write_leading_sends(connection.socket, actions)
+    if actions:
+        connection.outbox.put_nowait((actions, received))
+
+
+def _write_leading_sends(socket: _WebSocket, actions: Sequence[Action]) -> Sequence[Action]:
+    """Write the zero-delay sends (and logs) that lead `actions` while the client reads; return the rest."""
+    for index, action in enumerate(actions):
+        if type(action) is Send and not action.delay and socket.writable:
+            socket.write_message(action.is_text, action.payload)
+        elif type(action) is not Log:
+            return actions[index:]
+    return ()
 
 
 async def _perform(connection: _Connection) -> None:
@@ -468,7 +544,11 @@ async def _perform(connection: _Connection) -> None:
     socket = connection.socket
     previous = loop.time()
     while True:
-        actions, received = await connection.outbox.get()
+        connection.performer_idle = True
+        try:
+            actions, received = await connection.outbox.get()
+        finally:
+            connection.performer_idle = False
         previous = max(previous, received)
         for action in actions:
             if isinstance(action, Log):
