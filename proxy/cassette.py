@@ -49,6 +49,9 @@ FLAG_TEXT = 0x02
 MAX_RECORD_BYTES = 64 * 1024 * 1024
 MAX_CONTAINER_ENTRIES = 65536
 READ_CHUNK = 256 * 1024
+FIRST_RESUMED_CHUNK = 4 * 1024
+"""What a reader resumed at a record reads first (replay reads a step of a few frames so);
+each further read is four times bigger, up to `READ_CHUNK`."""
 SIDES = ("client", "server")
 UNCOPIED_PAYLOAD_BYTES = 64 * 1024
 """From this size on, a frame's payload is handed to the OS as it is, not copied into its packed record."""
@@ -362,6 +365,7 @@ class CassetteReader:
         """The file offset of the first byte given to the unpacker."""
         self._fed = 0
         self._eof = False
+        self._chunk = READ_CHUNK if resume is None else FIRST_RESUMED_CHUNK
         if resume is not None:
             self.header, self._base = resume
             source.seek(self._base)
@@ -382,7 +386,8 @@ class CassetteReader:
             raise type(exc)(f"{self.name}: {exc}") from None
 
     def _fill(self, offset: int) -> bool:
-        chunk = self.source.read(READ_CHUNK)
+        chunk = self.source.read(self._chunk)
+        self._chunk = min(4 * self._chunk, READ_CHUNK)
         if not chunk:
             self._eof = True
             return False

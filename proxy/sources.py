@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import bisect
 import os
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from wsreplay.cassette import Cassette, CassetteError, CassetteReader, ServerFrameMark, open_cassette
 from wsreplay.records import CassetteHeader, Record
@@ -109,6 +110,7 @@ class CassetteFile:
             self.size = os.fstat(handle.fileno()).st_size
         self.index_as_played = self.size > INDEX_AS_PLAYED_BYTES
         self.header = reader.header
+        self._reading: BinaryIO | None = None
         self.truncated_at: int | None = None
         """Where an incomplete last record begins (a recorder killed mid-write), once indexed."""
         self.records_indexed = 0
@@ -123,12 +125,15 @@ class CassetteFile:
         self.truncated_at = reader.truncated_at
 
     def after(self, record_id: int, position: int) -> Iterator[Record]:
-        try:
-            handle = open(self.path, "rb")
-        except OSError as exc:
-            raise CassetteError(f"cannot read {self.path} again: {exc.strerror}") from None
-        with handle:
-            yield from CassetteReader(handle, self.name, resume=(self.header, position)).of_connection(record_id)
+        """(Reads through one handle, kept open from the first call: a step at a time, never two at once.)"""
+        handle = self._reading
+        if handle is None:
+            try:
+                handle = self._reading = open(self.path, "rb")
+            except OSError as exc:
+                raise CassetteError(f"cannot read {self.path} again: {exc.strerror}") from None
+            weakref.finalize(self, handle.close)
+        return CassetteReader(handle, self.name, resume=(self.header, position)).of_connection(record_id)
 
     def records(self) -> Iterator[Record]:
         reader, handle = open_cassette(self.path)
