@@ -337,7 +337,17 @@ def summarize(differences: Sequence[Difference]) -> str:
 # --- frames -----------------------------------------------------------------------
 
 
+_MAY_BE_JSON: Final = (
+    re.compile(rb'[ \t\n\r]*[-{\["0-9tfn\x00\xef\xfe\xff]'),
+    re.compile(r'[ \t\n\r]*[-{\["0-9tfn]'),
+)
+"""What a JSON text can start with, as bytes (in UTF-8, with a BOM, in UTF-16 or 32, which
+``json.loads`` reads too) and as str: other texts are not parsed only to be refused."""
+
+
 def _decode_json(payload: bytes | str) -> tuple[bool, Any]:
+    if not _MAY_BE_JSON[isinstance(payload, str)].match(payload):  # type: ignore[arg-type]
+        return False, None
     try:
         return True, json.loads(payload)
     except (ValueError, UnicodeDecodeError, RecursionError):

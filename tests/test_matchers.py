@@ -8,6 +8,7 @@ import random
 import uuid
 from urllib.parse import urlencode
 
+import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
@@ -27,6 +28,7 @@ from wsreplay.matchers import (
     is_volatile_key,
     is_volatile_value,
     match_frame,
+    match_message,
     match_request,
     method,
     path,
@@ -368,3 +370,27 @@ def test_closest_prefers_the_request_failing_fewest_matchers() -> None:
     assert recorded is candidates[1]
     assert [str(d) for d in differences] == ['body.email: expected "a@x.test", received "b@x.test"']
     assert closest(live, [], DEFAULT_HTTP_MATCHERS) is None
+
+
+@pytest.mark.parametrize(
+    "received",
+    [
+        b'  {"type": "message", "n": 1}',
+        b'\xef\xbb\xbf{"type":"message","n":1}',
+        '{"type":"message","n":1}'.encode("utf-16"),
+        '{"type":"message","n":1}'.encode("utf-16-be"),
+        '{"type":"message","n":1}'.encode("utf-32-le"),
+        '\n{"type":"message","n":1}',
+    ],
+    ids=["spaces", "utf-8 bom", "utf-16", "utf-16-be", "utf-32-le", "str"],
+)
+def test_a_text_frame_json_reads_as_json_is_compared_as_json(received: bytes | str) -> None:
+    assert match_message(True, b'{"type":"message","n":1}', True, received) == []
+    assert [d.path for d in match_message(True, b'{"type":"message","n":2}', True, received)] == ["$.n"]
+
+
+@pytest.mark.parametrize("received", [b"hello 7", "hello 7", b"*" * 1000, b"\xc3\xa9t\xc3\xa9"])
+def test_a_text_frame_that_cannot_be_json_is_compared_as_text(received: bytes | str) -> None:
+    data = received.encode() if isinstance(received, str) else received
+    assert match_message(True, data, True, received) == []
+    assert match_message(True, b"hello 8", True, received) != []
