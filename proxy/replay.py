@@ -92,6 +92,8 @@ UNEXPECTED_FRAME_CODE: Final = 4001
 MAX_REASON_BYTES: Final = 123
 ABRUPT_CODES: Final = frozenset({None, 1006})
 NO_RESPONSE: Final = "the recording has no response for this request"
+READ_AHEAD_BYTES: Final = 64 * 1024
+"""Payload bytes replay reads past a step for the steps after it, at most (a few steps at a time)."""
 CLOSE_INDEX_BUDGET: Final = 256
 """Records a client's early close indexes further, at most, to tell how many frames the recording has."""
 MAX_LOOKAHEAD: Final = 256
@@ -430,10 +432,8 @@ class _Script:
         if kept is None:
             while len(self._starts) <= k and not self.complete and self._more():
                 pass
-            start = self._starts[k]
-            if len(self._kept) >= self.KEPT_STEPS:
-                del self._kept[next(iter(self._kept))]
-            kept = self._kept[k] = self._read_step(start)
+            self._read_steps(k, self._starts[k])
+            kept = self._kept[k]
         return kept
 
     def indexed(self) -> None:
@@ -445,15 +445,43 @@ class _Script:
         while not self.complete and self._more():
             pass
 
-    def _read_step(self, start: _StepStart) -> tuple[tuple[Action, ...], tuple[float, ...]]:
+    def _read_steps(self, k: int, start: _StepStart) -> None:
+        """Read step `k` from the recording, and the steps after it (as far as they are indexed)
+        while they are small: a conversation of small messages is read a few steps at a time."""
+        budget = READ_AHEAD_BYTES
+        try:
+            records = iter(self._source.after(self.upgrade.id, start.position))
+            for j in range(k, min(k + self.KEPT_STEPS, len(self._starts))):
+                if j > k and not (budget > 0 and _is_client_frame(next(records, None))):
+                    return
+                step = self._keep(j, self._step(self._starts[j], records))
+                budget -= sum(len(action.payload) for action in step[0] if isinstance(action, Send))
+        except CassetteError as exc:  # the file changed or went away since it was indexed
+            if k not in self._kept:
+                self._keep(k, ((Log(logging.ERROR, f"ws #{self.upgrade.id}: {exc}"), Abort()), (start.floor,) * 2))
+
+    def _keep(
+        self, k: int, step: tuple[tuple[Action, ...], tuple[float, ...]]
+    ) -> tuple[tuple[Action, ...], tuple[float, ...]]:
+        if len(self._kept) >= self.KEPT_STEPS:
+            del self._kept[next(iter(self._kept))]
+        self._kept[k] = step
+        return step
+
+    def _step(self, start: _StepStart, records: Iterator[Record]) -> tuple[tuple[Action, ...], tuple[float, ...]]:
+        """A step's actions and times, from its records: the server's, up to the next client
+        frame or the conversation's end (`start.records` of them)."""
         actions: list[Action] = []
         times: list[float] = []
         floor = start.floor
-        try:
-            records = list(self._read_records(start))
-        except CassetteError as exc:  # the file changed or went away since it was indexed
-            return (Log(logging.ERROR, f"ws #{self.upgrade.id}: {exc}"), Abort()), (floor, floor)
-        for record in records:
+        left = start.records
+        while left:
+            record = next(records, None)
+            if record is None or _is_client_frame(record):
+                break
+            if not isinstance(record, WebSocketFrame | WebSocketClose | ConnectionFailure):
+                continue
+            left -= 1
             delay = self._options.scaled(record.time - floor)
             floor = max(floor, record.time)
             action = _server_action(record, delay)
@@ -461,21 +489,13 @@ class _Script:
                 break
             actions.append(action)
             times.append(record.time)
+            if not isinstance(record, WebSocketFrame):
+                break
         return tuple(actions), tuple(times)
 
-    def _read_records(self, start: _StepStart) -> Iterator[Record]:
-        """A step's records: the server's, up to the next client frame or the conversation's end."""
-        left = start.records
-        if not left:
-            return
-        for record in self._source.after(self.upgrade.id, start.position):
-            if isinstance(record, WebSocketFrame) and record.from_client:
-                return
-            if isinstance(record, WebSocketFrame | WebSocketClose | ConnectionFailure):
-                yield record
-                left -= 1
-                if not left or not isinstance(record, WebSocketFrame):
-                    return
+
+def _is_client_frame(record: Record | None) -> bool:
+    return isinstance(record, WebSocketFrame) and record.from_client
 
 
 def _indexed_already() -> bool:

@@ -19,8 +19,16 @@ import pytest
 from websockets.asyncio.client import connect
 
 from tests.support.cli import RunningWsreplay, run_proxy
-from wsreplay.cassette import CassetteError, CassetteWriter
-from wsreplay.records import CassetteHeader, HttpRequest, HttpResponse, WebSocketClose, WebSocketOpen
+from wsreplay.cassette import Cassette, CassetteError, CassetteWriter, write_cassette
+from wsreplay.records import (
+    CassetteHeader,
+    HttpRequest,
+    HttpResponse,
+    Record,
+    WebSocketClose,
+    WebSocketFrame,
+    WebSocketOpen,
+)
 from wsreplay.replay import Abort, Accepted, Action, Log, ReplayOptions, ReplaySession, Send
 from wsreplay.sources import INDEX_AS_PLAYED_BYTES, CassetteFile
 
@@ -255,3 +263,35 @@ def test_an_incomplete_last_record_found_while_playing_is_in_the_report(tmp_path
     assert report.cassette_error is None
     assert report.cassette_warning is not None and "ends with an incomplete record" in report.cassette_warning
     assert f"cassette: {report.cassette_warning}" in report.format()
+
+
+def test_steps_read_a_few_at_a_time_play_as_from_memory(tmp_path: Path) -> None:
+    """Small steps are read several at once, up to a big one: every step plays as recorded,
+    whether the cassette is indexed whole or as played."""
+    records: list[Record] = [WebSocketOpen(1, 0.0, _request(0), _accepted())]
+    clock = 0.0
+    for turn in range(50):
+        clock += 0.001
+        records.append(WebSocketFrame(1, clock, True, True, question(0, turn).encode()))
+        answers = {20: [b"x" * 100_000], 30: [b"a", b"b", b"c"], 40: []}.get(turn, [answer(0, turn, 0).encode()])
+        for payload in answers:
+            clock += 0.001
+            records.append(WebSocketFrame(1, clock, False, True, payload))
+    records.append(WebSocketClose(1, clock + 0.001, 1000, "", "server"))
+    cassette = tmp_path / "steps.cassette"
+    write_cassette(cassette, Cassette(CassetteHeader(created=0.0, wsreplay_version="test"), records))
+
+    def played(source: Cassette | CassetteFile) -> list[list[str]]:
+        replay = ReplaySession(source, ReplayOptions(speed=None))
+        upgrade = replay.open_websocket(_request(0))
+        assert isinstance(upgrade, Accepted)
+        turns = [[repr(action) for action in upgrade.player.start()]]
+        turns += [
+            [repr(action) for action in upgrade.player.client_frame(True, question(0, turn))] for turn in range(50)
+        ]
+        return turns
+
+    from_memory = played(Cassette(CassetteHeader(created=0.0, wsreplay_version="test"), records))
+    assert from_memory[21] == [repr(Send(True, b"x" * 100_000))] and from_memory[41] == []
+    assert played(CassetteFile(cassette)) == from_memory
+    assert played(_indexed_as_played(cassette)) == from_memory
