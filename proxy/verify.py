@@ -279,7 +279,7 @@ def connection_turns(records: Iterable[Record | FrameFields], key: str | None = 
     found: dict[int, ConnectionTurns] = {}
     finished: dict[Any, EventRuns] = {}
     for item in records:
-        if isinstance(item, list):
+        if type(item) is list:
             _, record_id, _, flags, payload = item
             from_client, is_text = flags & FLAG_FROM_CLIENT, flags & FLAG_TEXT
         elif isinstance(item, WebSocketFrame):
@@ -298,7 +298,11 @@ def connection_turns(records: Iterable[Record | FrameFields], key: str | None = 
         elif connection.turns:
             name = event_name(payload_json(payload), key)
             if name is not None:
-                connection.turns[-1][1].add(name)
+                events = connection.turns[-1][1]
+                if events.names and events.names[-1] == name:  # the run goes on (EventRuns.add, inlined)
+                    events.counts[-1] += 1
+                else:
+                    events.add(name)
     for connection in found.values():
         connection.finish_turn(finished)
     return list(found.values())
