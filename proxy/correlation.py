@@ -473,13 +473,13 @@ class RecordingEchoes:
                 self._http.client_request(request)
                 return self._http.server_message(response_data(response)) if response else _NOTHING
             case WebSocketOpen(request=request, response=response):
-                finder = self._finder(record.id)
-                if finder is None:
+                opened = self._finder(record.id)
+                if opened is None:
                     return _NOTHING
-                finder.client_request(request)
+                opened.client_request(request)
                 if not record.accepted:
-                    return finder.server_message(response_data(response))
-                self._connections[record.id] = finder
+                    return opened.server_message(response_data(response))
+                self._connections[record.id] = opened
             case WebSocketClose() | ConnectionFailure():
                 self._connections.pop(record.id, None)
         return _NOTHING
