@@ -1,10 +1,11 @@
 """Where the replay engine reads a recording from: a cassette in memory, or a cassette file.
 
-Replay keeps in memory only what matching needs. It indexes a recording in one pass
-(:meth:`RecordSource.index`): exchanges, upgrades, client frames and closes come decoded,
-the server's frames as marks (their connection and time), undecoded. A connection's server
-messages are read again, a step at a time, when they are played (:meth:`RecordSource.after`).
-For a file, that is what keeps replay's memory flat whatever the cassette's size.
+Replay keeps in memory only what matching needs. It indexes a recording
+(:meth:`RecordSource.index`), whole or as far as its answers need: exchanges, upgrades,
+client frames and closes come decoded, the server's frames counted per connection,
+undecoded. A connection's server messages are read again, a few steps at a time, when they
+are played (:meth:`RecordSource.after`). For a file, that is what keeps replay's memory
+flat whatever the cassette's size.
 """
 
 from __future__ import annotations
@@ -98,8 +99,10 @@ class MemorySource:
 class CassetteFile:
     """A cassette file, read again where needed; positions are byte offsets.
 
-    Indexing checks every record, so a corrupt one is reported before anything is served.
-    Reading a connection again passes over the other connections' records undecoded.
+    Indexing checks every record (a small cassette is indexed before anything is served, so a
+    corrupt one is refused at once). Reading a connection again passes over the other
+    connections' records undecoded, through one handle kept open: a step at a time, never
+    two at once.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -125,7 +128,6 @@ class CassetteFile:
         self.truncated_at = reader.truncated_at
 
     def after(self, record_id: int, position: int) -> Iterator[Record]:
-        """(Reads through one handle, kept open from the first call: a step at a time, never two at once.)"""
         handle = self._reading
         if handle is None:
             try:
