@@ -283,6 +283,8 @@ class _WebSocket(asyncio.Protocol):
         self._on_end = on_end
         self._loop = asyncio.get_running_loop()
         self._lost: asyncio.Future[None] = self._loop.create_future()
+        self._lingering = False
+        """Our side of the TCP connection is ended: what the client still sends is read and dropped."""
         self._writable: asyncio.Future[None] | None = None
         self._cutter: asyncio.TimerHandle | None = None
         self._message: list[str | bytes] = []
@@ -297,7 +299,9 @@ class _WebSocket(asyncio.Protocol):
 
     @property
     def open(self) -> bool:
-        return self._connection.state is ConnectionState.OPEN and not self._transport.is_closing()
+        return (
+            self._connection.state is ConnectionState.OPEN and not self._lingering and not self._transport.is_closing()
+        )
 
     @property
     def writable(self) -> bool:
@@ -350,12 +354,12 @@ class _WebSocket(asyncio.Protocol):
     # the transport's callbacks
 
     def data_received(self, data: bytes) -> None:
-        if self._transport.is_closing():
+        if self._lingering or self._transport.is_closing():
             return
         self._connection.receive_data(data)
         for event in self._connection.events():
             self._receive(event)
-            if self._transport.is_closing():
+            if self._lingering or self._transport.is_closing():
                 return
 
     def eof_received(self) -> None:
@@ -429,8 +433,15 @@ class _WebSocket(asyncio.Protocol):
         self._end_tcp()
 
     def _end_tcp(self) -> None:
-        """Close the TCP connection once what was sent is out; cut it if that takes too long."""
-        self._transport.close()
+        """End the TCP connection once what was sent is out: send FIN, then read on (discarding)
+        until the client ends its side too, so that what it still sends cannot make the kernel
+        reset the connection before the client has read the end of ours (a lingering close);
+        cut it if that takes too long."""
+        self._lingering = True
+        if self._transport.can_write_eof():
+            self._transport.write_eof()
+        else:
+            self._transport.close()
         self._cut_within(CLOSE_TIMEOUT)
 
     def _cut_within(self, timeout: float) -> None:
