@@ -14,20 +14,20 @@ import functools
 import json
 import math
 import os
-import pickle
 import struct
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from json.encoder import encode_basestring as encode_json_string
-from typing import Any, Protocol, TextIO, TypeVar
+from typing import Any, Protocol, TextIO, TypeVar, cast
 from urllib.parse import parse_qsl, urlsplit
 
+import msgpack
 from mitmproxy.net import encoding
 
 import wsreplay
-from wsreplay.cassette import Cassette, CassetteError, decode_header, encode_header
+from wsreplay.cassette import Cassette, CassetteError, decode_header, decode_record, encode_header, encode_record
 from wsreplay.records import (
     FORMAT_VERSION,
     Annotation,
@@ -284,7 +284,7 @@ class _SpilledGroup:
         self.spill = spill
         self.origin = origin
         self.head = _Chain()
-        spill.write(self.head, pickle.dumps(head, pickle.HIGHEST_PROTOCOL))
+        spill.write(self.head, msgpack.packb(encode_record(head), use_bin_type=True))
         self.messages = _Chain()
         self.message_items = _ListItems(ENTRY_LEVEL + 2) if isinstance(head, WebSocketOpen) and head.accepted else None
         self.close: WebSocketClose | None = None
@@ -297,7 +297,7 @@ class _SpilledGroup:
 
     def write_entry(self, out: TextIO) -> None:
         """Write the group's HAR entry, as :func:`cassette_to_har` makes it, laid out in the log."""
-        head = pickle.loads(b"".join(self.spill.read(self.head)))
+        head = cast(HttpExchange | WebSocketOpen, decode_record(msgpack.unpackb(b"".join(self.spill.read(self.head)))))
         text = _indented_json(_entry(_Group(head, [], self.close, self.failures), self.origin), ENTRY_LEVEL)
         if self.message_items is None or self.messages.first < 0:
             out.write(text)
