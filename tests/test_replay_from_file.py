@@ -160,6 +160,13 @@ def _played(actions: Sequence[Action]) -> list[str]:
     return [action.payload.decode() for action in actions if isinstance(action, Send)]
 
 
+def _first_turn_of_session_0(replay: ReplaySession) -> list[str]:
+    """What the replay sends a client of session 0 that opens and asks its first question."""
+    upgrade = replay.open_websocket(_request(0))
+    assert isinstance(upgrade, Accepted)
+    return _played([*upgrade.player.start(), *upgrade.player.client_frame(True, question(0, 0))])
+
+
 def test_the_first_connection_is_answered_before_the_cassette_is_read_whole(tmp_path: Path) -> None:
     cassette = tmp_path / "interleaved.cassette"
     expected = write_interleaved(cassette)
@@ -191,11 +198,7 @@ def test_a_corrupt_record_met_while_playing_ends_the_recording_there_and_is_repo
     cassette.write_bytes(bytes(data))
     replay = ReplaySession(_indexed_as_played(cassette), ReplayOptions(speed=None))
 
-    upgrade = replay.open_websocket(_request(0))
-    assert isinstance(upgrade, Accepted)
-    assert (
-        _played([*upgrade.player.start(), *upgrade.player.client_frame(True, question(0, 0))]) == expected[0][:TOKENS]
-    )
+    assert _first_turn_of_session_0(replay) == expected[0][:TOKENS]
     report = replay.report()
 
     with pytest.raises(CassetteError) as read_whole:
@@ -253,11 +256,7 @@ def test_an_incomplete_last_record_found_while_playing_is_in_the_report(tmp_path
     cassette.write_bytes(cassette.read_bytes()[:-3])  # a recorder killed mid-write
     replay = ReplaySession(_indexed_as_played(cassette), ReplayOptions(speed=None))
 
-    upgrade = replay.open_websocket(_request(0))
-    assert isinstance(upgrade, Accepted)
-    assert (
-        _played([*upgrade.player.start(), *upgrade.player.client_frame(True, question(0, 0))]) == expected[0][:TOKENS]
-    )
+    assert _first_turn_of_session_0(replay) == expected[0][:TOKENS]
     report = replay.report()
 
     assert report.cassette_error is None
