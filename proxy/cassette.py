@@ -462,47 +462,51 @@ class CassetteReader:
         tell = unpacker.tell
         filtering = skip_server_frames or only_id is not None
         start = base + tell()
-        while True:
-            try:
-                for value in unpacker:  # iterating is the fastest way through what is buffered
-                    if filtering:
-                        if type(value) is list and len(value) == 5 and value[0] == KIND_FRAME:
-                            if (
-                                skip_server_frames
-                                and type(value[3]) is int
-                                and not value[3] & FLAG_FROM_CLIENT
-                                or only_id is not None
-                                and value[1] != only_id
-                            ):
+        read = 0
+        try:
+            while True:
+                try:
+                    for value in unpacker:  # iterating is the fastest way through what is buffered
+                        if filtering:
+                            if type(value) is list and len(value) == 5 and value[0] == KIND_FRAME:
+                                if (
+                                    skip_server_frames
+                                    and type(value[3]) is int
+                                    and not value[3] & FLAG_FROM_CLIENT
+                                    or only_id is not None
+                                    and value[1] != only_id
+                                ):
+                                    start = base + tell()
+                                    continue
+                            elif only_id is not None and type(value) is list and len(value) > 1 and value[1] != only_id:
                                 start = base + tell()
                                 continue
-                        elif only_id is not None and type(value) is list and len(value) > 1 and value[1] != only_id:
-                            start = base + tell()
-                            continue
-                    elif frame_fields and type(value) is list and len(value) == 5 and value[0] == KIND_FRAME:
-                        _, record_id, time_us, flags, payload = value
-                        if (
-                            type(record_id) is type(time_us) is type(flags) is int
-                            and type(payload) is bytes
-                            and record_id >= 0
-                            and time_us >= 0
-                            and flags >= 0
-                        ):
-                            self.records_read += 1
-                            yield value
-                            start = base + tell()
-                            continue
-                    try:
-                        record = decode_record(value, version)
-                    except _Invalid as exc:
-                        raise self._corrupt(start, exc) from None
-                    self.records_read += 1
-                    yield record
-                    start = base + tell()
-            except _UNREADABLE as exc:
-                raise self._corrupt(start, exc) from None
-            if not self._more(start):
-                return
+                        elif frame_fields and type(value) is list and len(value) == 5 and value[0] == KIND_FRAME:
+                            _, record_id, time_us, flags, payload = value
+                            if (
+                                type(record_id) is type(time_us) is type(flags) is int
+                                and type(payload) is bytes
+                                and record_id >= 0
+                                and time_us >= 0
+                                and flags >= 0
+                            ):
+                                read += 1
+                                yield value
+                                start = base + tell()
+                                continue
+                        try:
+                            record = decode_record(value, version)
+                        except _Invalid as exc:
+                            raise self._corrupt(start, exc) from None
+                        read += 1
+                        yield record
+                        start = base + tell()
+                except _UNREADABLE as exc:
+                    raise self._corrupt(start, exc) from None
+                if not self._more(start):
+                    return
+        finally:
+            self.records_read += read  # counted here, not per record: this loop runs once per frame
 
     def positioned(self) -> Iterator[tuple[int, int, Record | ServerFrameMark]]:
         """``(start, end, record)`` for each record, with the file offsets where it starts and

@@ -23,10 +23,9 @@ from wsreplay.compare import (
     ConnectionSummary,
     EventRuns,
     describe_close,
-    event_name,
     follow_connections,
     named,
-    payload_json,
+    payload_event,
 )
 from wsreplay.records import Record, WebSocketFrame
 
@@ -279,7 +278,7 @@ def connection_turns(records: Iterable[Record | FrameFields], key: str | None = 
     found: dict[int, ConnectionTurns] = {}
     finished: dict[Any, EventRuns] = {}
     for item in records:
-        if isinstance(item, list):
+        if type(item) is list:
             _, record_id, _, flags, payload = item
             from_client, is_text = flags & FLAG_FROM_CLIENT, flags & FLAG_TEXT
         elif isinstance(item, WebSocketFrame):
@@ -291,12 +290,12 @@ def connection_turns(records: Iterable[Record | FrameFields], key: str | None = 
         if connection is None or not is_text:
             continue
         if from_client:
-            kind = event_name(payload_json(payload))
+            kind = payload_event(payload)
             if kind in CHAT_TYPES:
                 connection.finish_turn(finished)
                 connection.turns.append((sys.intern(kind), EventRuns()))
         elif connection.turns:
-            name = event_name(payload_json(payload), key)
+            name = payload_event(payload, key)
             if name is not None:
                 events = connection.turns[-1][1]
                 if events.names and events.names[-1] == name:  # the run goes on (EventRuns.add, inlined)

@@ -16,7 +16,15 @@ import pytest
 from tests.support.chat_records import auth_exchange, text_frame, upgrade
 from tests.support.cli import run_wsreplay
 from wsreplay.cassette import CassetteWriter
-from wsreplay.compare import MERGE_BATCH, DiffOptions, diff_records, event_name, frame_label, payload_json
+from wsreplay.compare import (
+    MERGE_BATCH,
+    DiffOptions,
+    diff_records,
+    event_name,
+    frame_label,
+    payload_event,
+    payload_json,
+)
 from wsreplay.records import CassetteHeader, Record, WebSocketClose, WebSocketFrame
 from wsreplay.timeline import record_json
 from wsreplay.verify import verify_records
@@ -234,6 +242,12 @@ def test_diff_names_a_changed_order_among_many_repeats() -> None:
         b' {"type":"a"}',
         b"null",
         b"[1]",
+        b'"message"',
+        b'{"event":1,"type":"a"}',
+        b'{"type":"system_message","event":"b"}',
+        b'{"type":"system_message","data":{"event":"b"}}',
+        b'{"type":"system_message","payload":{"event":2}}',
+        b'{"data":{"type":"a"}}',
     ],
 )
 def test_payloads_read_as_json_loads_reads_them(payload: bytes) -> None:
@@ -242,6 +256,8 @@ def test_payloads_read_as_json_loads_reads_them(payload: bytes) -> None:
     except ValueError:
         expected = None
     assert repr(payload_json(payload)) == repr(expected)
+    assert payload_event(payload) == event_name(expected)
+    assert payload_event(payload, "type") == event_name(expected, "type")
 
 
 def test_a_type_that_is_not_a_string_names_no_event() -> None:
