@@ -93,7 +93,7 @@ MAX_REASON_BYTES: Final = 123
 ABRUPT_CODES: Final = frozenset({None, 1006})
 NO_RESPONSE: Final = "the recording has no response for this request"
 READ_AHEAD_BYTES: Final = 64 * 1024
-"""Payload bytes replay reads past a step for the steps after it, at most (a few steps at a time)."""
+"""Payload bytes replay reads past a step for the steps after it, at most (small steps are read many at a time)."""
 CLOSE_INDEX_BUDGET: Final = 256
 """Records a client's early close indexes further, at most, to tell how many frames the recording has."""
 MAX_LOOKAHEAD: Final = 256
@@ -375,7 +375,8 @@ class _Script:
     ``step_count``) indexes to the conversation's end.
     """
 
-    KEPT_STEPS: ClassVar[int] = 4
+    KEPT_STEPS: ClassVar[int] = 64
+    """Steps read at once, at most (while they are small: see `READ_AHEAD_BYTES`)."""
 
     def __init__(
         self,
@@ -432,8 +433,7 @@ class _Script:
         if kept is None:
             while len(self._starts) <= k and not self.complete and self._more():
                 pass
-            self._read_steps(k, self._starts[k])
-            kept = self._kept[k]
+            kept = self._read_steps(k, self._starts[k])
         return kept
 
     def indexed(self) -> None:
@@ -445,28 +445,24 @@ class _Script:
         while not self.complete and self._more():
             pass
 
-    def _read_steps(self, k: int, start: _StepStart) -> None:
-        """Read step `k` from the recording, and the steps after it (as far as they are indexed)
-        while they are small: a conversation of small messages is read a few steps at a time."""
+    def _read_steps(self, k: int, start: _StepStart) -> tuple[tuple[Action, ...], tuple[float, ...]]:
+        """Read step `k` from the recording, and keep it with the steps after it (as far as they
+        are indexed) while they are small, in place of the steps kept before: a conversation of
+        small messages is read many steps at a time."""
+        kept = self._kept
+        kept.clear()
         budget = READ_AHEAD_BYTES
         try:
             records = iter(self._source.after(self.upgrade.id, start.position))
             for j in range(k, min(k + self.KEPT_STEPS, len(self._starts))):
                 if j > k and not (budget > 0 and _is_client_frame(next(records, None))):
-                    return
-                step = self._keep(j, self._step(self._starts[j], records))
+                    break
+                step = kept[j] = self._step(self._starts[j], records)
                 budget -= sum(len(action.payload) for action in step[0] if isinstance(action, Send))
         except CassetteError as exc:  # the file changed or went away since it was indexed
-            if k not in self._kept:
-                self._keep(k, ((Log(logging.ERROR, f"ws #{self.upgrade.id}: {exc}"), Abort()), (start.floor,) * 2))
-
-    def _keep(
-        self, k: int, step: tuple[tuple[Action, ...], tuple[float, ...]]
-    ) -> tuple[tuple[Action, ...], tuple[float, ...]]:
-        if len(self._kept) >= self.KEPT_STEPS:
-            del self._kept[next(iter(self._kept))]
-        self._kept[k] = step
-        return step
+            if k not in kept:
+                kept[k] = ((Log(logging.ERROR, f"ws #{self.upgrade.id}: {exc}"), Abort()), (start.floor,) * 2)
+        return kept[k]
 
     def _step(self, start: _StepStart, records: Iterator[Record]) -> tuple[tuple[Action, ...], tuple[float, ...]]:
         """A step's actions and times, from its records: the server's, up to the next client
@@ -961,8 +957,8 @@ class ConnectionPlayer:
         if not rules.enabled:
             return
         recorded = cast(WebSocketFrame, self._script.client_frame(index))
-        if self._recorded.echoes is None and not self._script.complete and _same_payload(recorded.payload, payload):
-            return  # nothing to learn; and finding what was echoed would index the whole conversation now
+        if _same_payload(recorded.payload, payload):
+            return  # nothing to learn (and finding what was echoed would read the whole conversation now)
         if index in self._context.echoes(self._recorded).minting or rules.keys or rules.paths:
             pairs = pair_messages(recorded.payload, payload, is_text, self._context.rules)
             if pairs:
