@@ -405,12 +405,12 @@ class _Script:
     @property
     def client_frames(self) -> Sequence[WebSocketFrame]:
         """All the client's frames."""
-        self._index_to_end()
+        self.index_to_end()
         return self._client_frames
 
     @property
     def step_count(self) -> int:
-        self._index_to_end()
+        self.index_to_end()
         return len(self._starts)
 
     def client_frame(self, index: int) -> WebSocketFrame | None:
@@ -441,7 +441,8 @@ class _Script:
         self.complete = True
         self._more = _indexed_already
 
-    def _index_to_end(self) -> None:
+    def index_to_end(self) -> None:
+        """Index the recording as far as the conversation's end."""
         while not self.complete and self._more():
             pass
 
@@ -691,27 +692,39 @@ def _truncate_utf8(text: str, limit: int = MAX_REASON_BYTES) -> str:
 
 class _RecordedTokens:
     """The tokens a recording's clients sent in HTTP requests, and those of its requests its
-    server ever sent back, each found once, when first needed (loading does not pay for them)."""
+    server ever sent back, each found when first needed (loading does not pay for them)."""
 
     def __init__(self, source: RecordSource, requests: Callable[[], Sequence[HttpRequest]]) -> None:
         self._source = source
         self._requests = requests
         """Every recorded request (indexing the recording whole)."""
-        self._http_requests: frozenset[bytes] | None = None
+        self._http: list[HttpRequest] = []
+        """The HTTP requests (not upgrades) indexed so far, in recorded order."""
+        self._http_tokens: set[bytes] = set()
+        """The tokens of the first `_http_read` of them."""
+        self._http_read = 0
+        self._http_frozen: frozenset[bytes] | None = None
         self._sent_back: frozenset[bytes] | None = None
 
     def indexed(self, requests: Sequence[HttpRequest]) -> None:
         """The recording is indexed: these are its requests (and the session need not be asked)."""
         self._requests = partial(list, requests)
 
+    def http_request(self, request: HttpRequest) -> None:
+        """An HTTP request (not an upgrade) has been indexed."""
+        self._http.append(request)
+
     def http_requests(self) -> frozenset[bytes]:
-        if self._http_requests is None:
-            found: set[bytes] = set()
-            for request in self._requests():
-                if not request.is_websocket_upgrade:
-                    found |= request_tokens(request)
-            self._http_requests = frozenset(found)
-        return self._http_requests
+        """The tokens clients sent in the HTTP requests indexed so far (all of them once the
+        recording is indexed: a recording indexed as played is not indexed further for them)."""
+        if self._http_read < len(self._http):
+            for request in self._http[self._http_read :]:
+                self._http_tokens |= request_tokens(request)
+            self._http_read = len(self._http)
+            self._http_frozen = None
+        if self._http_frozen is None:
+            self._http_frozen = frozenset(self._http_tokens)
+        return self._http_frozen
 
     def sent_back(self) -> frozenset[bytes]:
         """The recorded requests' tokens that the server sent somewhere (responses, frames): a
@@ -745,9 +758,13 @@ class _Context:
     tokens: _RecordedTokens
 
     def echoes(self, recorded: _RecordedUpgrade) -> _Echoes:
+        """What the server of a recorded conversation echoed, found once the conversation is
+        indexed to its end: every HTTP request recorded before its last frame is known then."""
         if recorded.echoes is None:
+            script = cast(_Script, recorded.outcome)
+            script.index_to_end()
             earlier = self.tokens.http_requests() if self.rules.enabled else frozenset()
-            recorded.echoes = _find_echoes(cast(_Script, recorded.outcome), earlier)
+            recorded.echoes = _find_echoes(script, earlier)
         return recorded.echoes
 
 
@@ -1274,6 +1291,7 @@ class ReplaySession:
             if exchange.response is None:
                 self._awaiting_failure[exchange.id] = lambda failure: setattr(upgrade, "outcome", failure)
             return
+        self._tokens.http_request(exchange.request)
         sequence, index = self._add_exchange(exchange, answer)
         if exchange.response is None:
             self._awaiting_failure[exchange.id] = lambda failure: sequence.answers.__setitem__(index, failure)
@@ -1363,10 +1381,16 @@ class ReplaySession:
 
     def _pairs_requests(self, request_tokens: frozenset[bytes]) -> bool:
         """Whether a recorded request with these tokens is worth pairing with the live one: the
-        server sent one of them back somewhere, or ``--correlate`` rules may name a value of any shape."""
+        server sent one of them back somewhere, or ``--correlate`` rules may name a value of any shape.
+
+        A recording indexed as played pairs any request with tokens: finding whether the server
+        sent one back would read the whole recording before the first answer.
+        """
         if self._rules.keys or self._rules.paths:
             return True
-        return bool(request_tokens) and not request_tokens.isdisjoint(self._tokens.sent_back())
+        if not request_tokens:
+            return False
+        return self.source.index_as_played or not request_tokens.isdisjoint(self._tokens.sent_back())
 
     def _correlated(
         self,

@@ -22,6 +22,7 @@ from tests.support.cli import RunningWsreplay, run_proxy
 from wsreplay.cassette import Cassette, CassetteError, CassetteWriter, write_cassette
 from wsreplay.records import (
     CassetteHeader,
+    HttpExchange,
     HttpRequest,
     HttpResponse,
     Record,
@@ -29,7 +30,7 @@ from wsreplay.records import (
     WebSocketFrame,
     WebSocketOpen,
 )
-from wsreplay.replay import Abort, Accepted, Action, Log, ReplayOptions, ReplaySession, Send
+from wsreplay.replay import Abort, Accepted, Action, Log, ReplayOptions, ReplaySession, Respond, Send
 from wsreplay.sources import INDEX_AS_PLAYED_BYTES, CassetteFile
 
 SESSIONS = 3
@@ -294,3 +295,37 @@ def test_steps_read_a_few_at_a_time_play_as_from_memory(tmp_path: Path) -> None:
     assert from_memory[21] == [repr(Send(True, b"x" * 100_000))] and from_memory[41] == []
     assert played(CassetteFile(cassette)) == from_memory
     assert played(_indexed_as_played(cassette)) == from_memory
+
+
+def test_a_big_cassette_answers_minted_values_without_reading_past_the_conversation(tmp_path: Path) -> None:
+    """A big cassette whose first request carries a client id, and whose conversation after it
+    echoes that id and a binary nonce of its client, answers the request and plays the live
+    nonce indexed only as far as the conversation's end: the session after it is not read."""
+    login = HttpRequest("POST", "http", "staging.example", 80, "/login", body=b'{"id": "c0ffee123456"}')
+    welcome = b'{"type": "welcome", "id": "c0ffee123456"}'
+    recorded_nonce, live_nonce = b"\x01nonce-1\xff", b"\x02nonce-2\xfe"
+    records: list[Record] = [
+        HttpExchange(1, 0.0, login, HttpResponse(200, "OK", body=b"{}")),
+        WebSocketOpen(2, 0.01, _request(0), _accepted()),
+        WebSocketFrame(2, 0.02, True, False, recorded_nonce),
+        WebSocketFrame(2, 0.03, False, False, recorded_nonce),
+        WebSocketFrame(2, 0.04, False, True, welcome),
+        WebSocketClose(2, 0.05, 1000, "", "server"),
+        WebSocketOpen(3, 0.06, _request(1), _accepted()),
+    ]
+    records += [WebSocketFrame(3, 0.07, False, True, answer(1, 0, step).encode()) for step in range(500)]
+    records.append(WebSocketClose(3, 0.08, 1000, "", "server"))
+    cassette = tmp_path / "minted.cassette"
+    write_cassette(cassette, Cassette(CassetteHeader(created=0.0, wsreplay_version="test"), records))
+    source = _indexed_as_played(cassette)
+    replay = ReplaySession(source, ReplayOptions(speed=None))
+
+    answered = replay.answer_http(login)
+    assert isinstance(answered, Respond) and answered.response.status == 200
+    assert source.records_indexed < len(records) / 2
+    upgrade = replay.open_websocket(_request(0))
+    assert isinstance(upgrade, Accepted)
+    played = [*upgrade.player.start(), *upgrade.player.client_frame(False, live_nonce)]
+
+    assert [action.payload for action in played if isinstance(action, Send)] == [live_nonce, welcome]
+    assert source.records_indexed < len(records) / 2
