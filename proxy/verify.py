@@ -278,7 +278,7 @@ def connection_turns(records: Iterable[Record | FrameFields], key: str | None = 
     found: dict[int, ConnectionTurns] = {}
     finished: dict[Any, EventRuns] = {}
     for item in records:
-        if type(item) is list:
+        if isinstance(item, list):
             _, record_id, _, flags, payload = item
             from_client, is_text = flags & FLAG_FROM_CLIENT, flags & FLAG_TEXT
         elif isinstance(item, WebSocketFrame):
