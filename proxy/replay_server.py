@@ -107,7 +107,7 @@ class _Connection:
     ending: bool = False
     """Set once the server closes or drops the connection itself."""
 
-    def client_message(self, is_text: bool, payload: str | bytes) -> None:
+    def client_message(self, is_text: bool, payload: bytes) -> None:
         _dispatch(self, self.player.client_frame(is_text, payload), asyncio.get_running_loop().time())
 
     def client_ended(self, code: int, reason: str) -> None:
@@ -269,7 +269,7 @@ class _WebSocket(asyncio.Protocol):
         http: RequestHandler,
         extensions: list[Extension],
         name: str,
-        on_message: Callable[[bool, str | bytes], None],
+        on_message: Callable[[bool, bytes], None],
         on_end: Callable[[int, str], None],
     ) -> None:
         self._transport = transport
@@ -421,7 +421,7 @@ class _WebSocket(asyncio.Protocol):
         if part.message_finished:
             parts, self._message, self._message_bytes = self._message, [], 0
             if isinstance(part, TextMessage):
-                self._on_message(True, "".join(parts))  # type: ignore[arg-type]
+                self._on_message(True, "".join(parts).encode())  # type: ignore[arg-type]
             else:
                 self._on_message(False, b"".join(parts))  # type: ignore[arg-type]
 
