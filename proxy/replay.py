@@ -447,17 +447,22 @@ class _Script:
             pass
 
     def _read_steps(self, k: int, start: _StepStart) -> tuple[tuple[Action, ...], tuple[float, ...]]:
-        """Read step `k` from the recording, and keep it with the steps after it (as far as they
-        are indexed) while they are small, in place of the steps kept before: a conversation of
-        small messages is read many steps at a time."""
+        """Read step `k` from the recording, and keep it with the steps after it while they are
+        small (indexing the recording as far as they end), in place of the steps kept before: a
+        conversation of small messages is read many steps at a time."""
         kept = self._kept
         kept.clear()
         budget = READ_AHEAD_BYTES
         try:
             records = iter(self._source.after(self.upgrade.id, start.position))
-            for j in range(k, min(k + self.KEPT_STEPS, len(self._starts))):
-                if j > k and not (budget > 0 and _is_client_frame(next(records, None))):
-                    break
+            for j in range(k, k + self.KEPT_STEPS):
+                if j > k:
+                    if not (budget > 0 and _is_client_frame(next(records, None))):
+                        break
+                    while len(self._starts) <= j and not self.complete and self._more():
+                        pass
+                    if len(self._starts) <= j:
+                        break
                 step = kept[j] = self._step(self._starts[j], records)
                 budget -= sum(len(action.payload) for action in step[0] if isinstance(action, Send))
         except CassetteError as exc:  # the file changed or went away since it was indexed

@@ -56,7 +56,7 @@ def answer(session: int, turn: int, step: int) -> str:
     return json.dumps({"type": "agent_thinking", "session": session, "turn": turn, "step": step})
 
 
-def write_interleaved(path: Path) -> dict[int, list[str]]:
+def write_interleaved(path: Path, turns: int = TURNS) -> dict[int, list[str]]:
     """Write the sessions' turns interleaved frame by frame; what each session's server sent."""
     expected: dict[int, list[str]] = {session: [] for session in range(SESSIONS)}
     clock = 0.0
@@ -65,7 +65,7 @@ def write_interleaved(path: Path) -> dict[int, list[str]]:
     ) as writer:
         for session in range(SESSIONS):
             writer.write(WebSocketOpen(session + 1, clock, _request(session), _accepted()))
-        for turn in range(TURNS):
+        for turn in range(turns):
             for step in range(-1, TOKENS):
                 for session in range(SESSIONS):
                     clock += 0.0001
@@ -170,8 +170,9 @@ def _first_turn_of_session_0(replay: ReplaySession) -> list[str]:
 
 def test_the_first_connection_is_answered_before_the_cassette_is_read_whole(tmp_path: Path) -> None:
     cassette = tmp_path / "interleaved.cassette"
-    expected = write_interleaved(cassette)
-    records = SESSIONS * 2 + TURNS * (TOKENS + 1) * SESSIONS
+    turns = 256  # several times the small steps replay reads at once
+    expected = write_interleaved(cassette, turns)
+    records = SESSIONS * 2 + turns * (TOKENS + 1) * SESSIONS
     source = _indexed_as_played(cassette)
     replay = ReplaySession(source, ReplayOptions(speed=None))
 
@@ -182,7 +183,7 @@ def test_the_first_connection_is_answered_before_the_cassette_is_read_whole(tmp_
     assert first_turn == expected[0][:TOKENS]
     assert source.records_indexed < records / 2
     played = first_turn
-    for turn in range(1, TURNS):
+    for turn in range(1, turns):
         played += _played(answer.player.client_frame(True, question(0, turn)))
     assert played == expected[0]
     report = replay.report()
