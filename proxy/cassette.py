@@ -360,7 +360,7 @@ class CassetteReader:
         self.name = name
         self.truncated_at: int | None = None
         self.records_read = 0
-        """The records read (an iteration over the records adds its count when it ends)."""
+        """The records read (an iteration over the records has added its count by the time it ends)."""
         self._unpacker = _new_unpacker()
         self._base = 0
         """The file offset of the first byte given to the unpacker."""
